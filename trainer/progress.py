@@ -1,0 +1,60 @@
+"""Progress bars for long work (rich), quiet when output is not a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterable, Iterator, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+# Messages go to stderr so that stdout stays clean for machine-readable output.
+console = Console(stderr=True, highlight=False)
+
+
+def enabled() -> bool:
+    if os.environ.get("KWS_NO_PROGRESS"):
+        return False
+    return sys.stderr.isatty()
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled(),
+        transient=False,
+    )
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate over ``items`` showing a progress bar."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with make_progress() as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {message}")
