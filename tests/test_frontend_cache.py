@@ -102,3 +102,25 @@ def test_compute_fn_shape_is_checked(tmp_path):
     cache = FeatureCache(tmp_path, FrontendSpec())
     with pytest.raises(ValueError, match="compute_fn returned"):
         cache.get_or_compute(["k" * 16], lambda pos: np.zeros((1, 49, 13), np.float32))
+
+
+def test_spec_per_call_and_row_keys(tmp_path):
+    """The unbound form used by the trainer: FeatureCache(root).get_or_compute(spec, keys, fn)."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Row:
+        path: str
+        offset: float
+
+    rows = [Row("a.wav", 0.0), Row("a.wav", 0.5)]
+    keys = [row_key(r) for r in rows]
+    assert keys[0] != keys[1] and keys[0] == row_key(Row("a.wav", 0.0))
+    clips = _clips(2, seed=5)
+    cache = FeatureCache(tmp_path)
+    for spec in (FrontendSpec(), preset("logmel40")):
+        out = cache.get_or_compute(spec, keys, lambda pos: Frontend(spec).batch_features(clips[pos]))
+        assert out.shape == (2, *spec.feature_shape)
+        assert (cache.folder_for(spec) / keys[0][:2] / f"{keys[0]}.npy").is_file()
+    with pytest.raises(TypeError):
+        cache.get_or_compute(keys, lambda pos: None)  # no spec bound, none given
