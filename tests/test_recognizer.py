@@ -218,7 +218,7 @@ def test_constructor_validation():
         Recognizer(["yes"], detection_threshold=-0.1)
     rec = Recognizer(["_silence_", "_unknown_", "yes"])
     assert rec.ignore_labels == ("_silence_", "_unknown_")
-    assert rec.threshold_score == 204  # default 0.8
+    assert rec.threshold_score == 153  # default 0.6
 
 
 # --- score conversions --------------------------------------------------------

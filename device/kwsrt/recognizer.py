@@ -88,18 +88,23 @@ class Recognizer:
     """Average recent scores and decide when a keyword was heard.
 
     labels              class names in model output order.
-    average_window_ms   results younger than this are averaged (1000).
+    average_window_ms   results younger than this are averaged (750: three
+                        results at a 250 ms inference period; a 1 s model window
+                        sees a whole 0.5 s word in only 2-3 inferences, so a longer
+                        window mostly dilutes it).
     detection_threshold probability 0..1 the window average of the top class must
                         reach; stored as ``threshold_score`` = prob_to_score(value).
+                        0.6 is a starting point; tune it on a streaming sweep.
     suppression_ms      no detection of any label within this time after one (1500).
-    minimum_count       results needed in the window before deciding (3; at a
-                        250 ms period a 1000 ms window holds 4).
+    minimum_count       results needed in the window before deciding (2: still
+                        works on a board slower than 250 ms; the window must hold
+                        at least this many results at the real inference period).
     ignore_labels       names that never trigger (default ``_silence_``, ``_unknown_``).
     max_results         ring capacity; must cover average_window_ms / period (32).
     """
 
-    def __init__(self, labels, average_window_ms=1000, detection_threshold=0.8,
-                 suppression_ms=1500, minimum_count=3,
+    def __init__(self, labels, average_window_ms=750, detection_threshold=0.6,
+                 suppression_ms=1500, minimum_count=2,
                  ignore_labels=("_silence_", "_unknown_"), max_results=32):
         labels = list(labels)
         if not labels:
