@@ -253,3 +253,33 @@ def test_int8_to_scores():
     assert int8_to_scores(np.array([-128, -1], dtype=np.int8)) == [0, 127]
     with pytest.raises(ValueError):
         int8_to_scores([128])
+
+
+@pytest.mark.skipif(MICROPYTHON is None, reason="micropython binary not found")
+def test_update_does_not_allocate_under_micropython(tmp_path):
+    """Steady-state update() and averages(out) must not touch the heap on a board."""
+    shutil.copy(RECOGNIZER_SOURCE, tmp_path / "recognizer.py")
+    (tmp_path / "alloc.py").write_text(
+        "import gc\nimport recognizer\n"
+        "r = recognizer.Recognizer(['_silence_', '_unknown_', 'yes', 'no'])\n"
+        "quiet = bytearray([250, 3, 2, 0])\n"
+        "buf = [0] * 4\n"
+        "def run(n, t):\n"
+        "    for i in range(n):\n"
+        "        r.update(quiet, t)\n"
+        "        r.averages(buf)\n"
+        "        t += 250\n"
+        "    return t\n"
+        "t = run(20, 0)\n"
+        "deltas = []\n"
+        "for n in (0, 2000):\n"
+        "    gc.collect()\n"
+        "    before = gc.mem_alloc()\n"
+        "    t = run(n, t)\n"
+        "    deltas.append(gc.mem_alloc() - before)\n"
+        "print(deltas[0], deltas[1])\n"
+    )
+    proc = subprocess.run([MICROPYTHON, "alloc.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    empty_run, long_run = (int(v) for v in proc.stdout.split())
+    assert long_run == empty_run, f"2000 updates allocated {long_run - empty_run} bytes"

@@ -177,11 +177,12 @@ class Recognizer:
         last = self._last_time
         if last is not None and now_ms < last:
             raise ValueError("time went backwards: {} < {}".format(now_ms, last))
-        # Validate before touching any state so that a bad call changes nothing.
-        for i in range(n):
-            v = scores[i]
-            if v < 0 or v > SCORE_MAX:
-                raise ValueError("score out of range 0..255: {}".format(v))
+        # Validate before touching any state so that a bad call changes nothing
+        # (min/max run in C on both CPython and MicroPython).
+        low = min(scores)
+        high = max(scores)
+        if low < 0 or high > SCORE_MAX:
+            raise ValueError("score out of range 0..255: {}".format(low if low < 0 else high))
         self._last_time = now_ms
 
         times = self._times
