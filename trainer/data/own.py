@@ -133,7 +133,7 @@ def record_takes(
     dest: str | Path,
     speaker: str | None = None,
     seconds: float = 1.5,
-    prompt: Callable[[str], str] = input,
+    prompt: Callable[[str], str] | None = None,
     sd=None,
 ) -> list[Path]:
     """Record ``count`` takes of ``word`` into ``dest/<word>/<speaker>_nohash_<n>.wav``.
@@ -163,7 +163,10 @@ def record_takes(
     progress.info(f"recording {count} takes of '{word}' as speaker '{speaker}' into {folder}")
     take = 0
     while take < count:
-        answer = prompt(f"[{take + 1}/{count}] press Enter, then say '{word}' (q + Enter stops): ")
+        try:
+            answer = (prompt or input)(f"[{take + 1}/{count}] press Enter, then say '{word}' (q + Enter stops): ")
+        except EOFError:  # stdin closed: stop like 'q'
+            break
         if answer.strip().lower() in ("q", "quit"):
             break
         x = _capture(sd, seconds, device_rate)
