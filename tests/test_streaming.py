@@ -453,6 +453,9 @@ def test_match_window_edges():
     early = match([Detection(9.999, "yes", 200)], events, 1.0, 3600)
     assert early.hits == 0 and early.false_accepts == 1
     assert early.fa_per_hour == pytest.approx(1.0) and early.frr == 1.0
+    # Poisson 95 % upper bounds: 1 event in 1 h -> 4.74/h; 0 events in 2 h -> 1.50/h.
+    assert early.fa_per_hour_upper95 == pytest.approx(4.744, abs=1e-3)
+    assert match([], events, 1.0, 7200).fa_per_hour_upper95 == pytest.approx(2.996 / 2, abs=1e-3)
 
 
 def test_match_wrong_label_duplicates_and_neighbours():

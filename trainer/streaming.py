@@ -561,6 +561,18 @@ class StreamResult:
         return self.false_accepts / (self.duration_s / SECONDS_PER_HOUR) if self.duration_s > 0 else math.nan
 
     @property
+    def fa_per_hour_upper95(self) -> float:
+        """One-sided 95 % upper bound on the true false-accept rate (Poisson).
+
+        Zero false accepts in one hour still allows up to 3.0 per hour: to show
+        0.5/h, stream about six hours.
+        """
+        from scipy.stats import chi2
+
+        hours = self.duration_s / SECONDS_PER_HOUR
+        return float(chi2.ppf(0.95, 2 * (self.false_accepts + 1)) / 2 / hours) if hours > 0 else math.nan
+
+    @property
     def frr(self) -> float:
         """Fraction of keyword events with no correct detection (0 when there are none)."""
         return self.false_rejects / self.n_events if self.n_events else 0.0
@@ -575,6 +587,7 @@ class StreamResult:
             "false_reject_rate": self.frr,
             "false_accepts": self.false_accepts,
             "false_accepts_per_hour": self.fa_per_hour,
+            "false_accepts_per_hour_upper95": self.fa_per_hour_upper95,
             "duplicates": self.duplicates,
             "false_accepts_on_unknown_words": self.fa_on_distractors,
             "tolerance_s": self.tolerance_s,
@@ -583,7 +596,8 @@ class StreamResult:
 
     def summary(self) -> str:
         return (
-            f"{self.fa_per_hour:.2f} false accepts/hour ({self.false_accepts} in {self.duration_s / 60:.1f} min), "
+            f"{self.fa_per_hour:.2f} false accepts/hour ({self.false_accepts} in {self.duration_s / 60:.1f} min, "
+            f"95% upper bound {self.fa_per_hour_upper95:.2f}/h), "
             f"false-reject rate {100 * self.frr:.1f}% ({self.false_rejects}/{self.n_events} keywords missed)"
         )
 
