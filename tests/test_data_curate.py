@@ -139,10 +139,19 @@ def test_materialized_wavs_equal_render_and_render_many(source, tmp_path):
     assert silence and all(r.path == "" and r.noise_path for r in silence)
 
 
-def test_render_many_with_worker_processes_matches_serial(source, tmp_path):
+@pytest.mark.parametrize("tensorflow_loaded", [False, True])
+def test_render_many_with_worker_processes_matches_serial(source, tmp_path, monkeypatch, tensorflow_loaded):
+    import sys
+    import types
+
+    from kws_kit.data import mix
+
+    if tensorflow_loaded:  # the pool must then use "spawn", never fork TensorFlow's threads
+        monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    assert mix._pool_context().get_start_method() == ("spawn" if tensorflow_loaded else "fork")
     ds = load_curated(_curate(source, tmp_path / "ds", keywords=["go", "stop", "up"]))
     rows = ds.rows
-    assert len(rows) >= 200  # enough for the process pool path
+    assert len(rows) >= mix.SERIAL_BELOW  # enough for the process pool path
     assert np.array_equal(render_many(rows, workers=2), render_many(rows, workers=1))
 
 

@@ -4,9 +4,10 @@ The result is quantised to 16-bit, exactly what a 16-bit microphone would
 deliver, so ``render(row)`` equals the materialised WAV sample for sample and
 training sees the same numbers the device will.
 
-Rendering many rows is vectorised per batch, keeps every noise file decoded
-once per process, and spreads batches over worker processes ("spawn", so it is
-safe to call from a process that already runs TensorFlow).
+Rendering many rows is vectorised per batch, reads plain 16-bit WAVs directly
+as int16, keeps every noise file decoded once per process, and spreads batches
+over worker processes ("fork", which starts fast, unless TensorFlow is loaded:
+then "spawn", since forking TensorFlow's threads can deadlock the child).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import struct
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -51,19 +52,63 @@ def noise_segment(noise: np.ndarray, offset_s: float, length: int = CLIP_SAMPLES
 
 def speech_samples(row: ManifestRow) -> np.ndarray:
     """The row's clip at 16 kHz, centre-cropped or zero-padded to one second."""
-    x = audio_io.load(row.path, SAMPLE_RATE, row.offset_s, row.duration_s if row.duration_s > 0 else None)
+    duration = row.duration_s if row.duration_s > 0 else None
+    x = _read_plain_wav(row.path, row.offset_s, duration)
+    if x is None:
+        x = audio_io.load(row.path, SAMPLE_RATE, row.offset_s, duration)
     return audio_io.fit_length(x, CLIP_SAMPLES)
 
 
-def _shift(x: np.ndarray, shift: int) -> np.ndarray:
-    if shift == 0:
-        return x
-    out = np.zeros_like(x)
-    if shift > 0:
-        out[shift:] = x[:-shift]
+def _read_plain_wav(path: str, offset_s: float, duration_s: float | None) -> np.ndarray | None:
+    """Fast path for 16 kHz mono 16-bit PCM WAV (Speech Commands, our own output).
+
+    Reads the samples straight from the file as int16, skipping libsndfile's
+    per-file set-up; the values equal what :func:`audio_io.load` returns
+    (int16 / 32768). Returns None for anything else, which then goes the
+    general way.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    position, fmt_ok = 12, False
+    while position + 8 <= len(data):
+        chunk_id = data[position : position + 4]
+        size = int.from_bytes(data[position + 4 : position + 8], "little")
+        body = position + 8
+        if chunk_id == b"fmt ":
+            if size < 16:
+                return None
+            tag, channels, rate = struct.unpack_from("<HHI", data, body)
+            bits = struct.unpack_from("<H", data, body + 14)[0]
+            fmt_ok = tag == 1 and channels == 1 and rate == SAMPLE_RATE and bits == 16
+            if not fmt_ok:
+                return None
+        elif chunk_id == b"data":
+            if not fmt_ok:
+                return None
+            end = min(body + size, len(data))
+            frames = (end - body) // 2
+            pcm = np.frombuffer(data, dtype="<i2", count=frames, offset=body)
+            start = min(int(round(offset_s * SAMPLE_RATE)), frames) if offset_s else 0
+            stop = frames if duration_s is None else min(frames, start + int(round(duration_s * SAMPLE_RATE)))
+            if stop <= start:
+                return None  # let the general reader raise its error
+            return pcm[start:stop].astype(np.float32) * np.float32(1.0 / 32768.0)
+        position = body + size + (size & 1)
+    return None
+
+
+def _place_shifted(dest: np.ndarray, x: np.ndarray, shift: int) -> None:
+    """Write ``x`` into the zeroed ``dest`` delayed by ``shift`` samples (negative: earlier)."""
+    n = len(dest)
+    if shift >= 0:
+        dest[shift:] = x[: n - shift]
     else:
-        out[:shift] = x[-shift:]
-    return out
+        dest[: n + shift] = x[-shift:]
 
 
 def mix_batch(rows: Sequence[ManifestRow], speech: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -77,14 +122,23 @@ def mix_batch(rows: Sequence[ManifestRow], speech: np.ndarray, noise: np.ndarray
     snr = np.array([np.nan if r.snr_db is None else r.snr_db for r in rows], dtype=np.float64)
     speech_gain = np.where(is_silence, 0.0, gain).astype(np.float32)
     speech = speech * speech_gain[:, None]
-    rms_speech = np.sqrt(np.mean(np.square(speech, dtype=np.float64), axis=1))
-    rms_noise = np.sqrt(np.mean(np.square(noise, dtype=np.float64), axis=1))
+    rms_speech = np.sqrt(np.add.reduce(np.square(speech), axis=1, dtype=np.float64) / speech.shape[1])
+    rms_noise = np.sqrt(np.add.reduce(np.square(noise), axis=1, dtype=np.float64) / noise.shape[1])
     with np.errstate(divide="ignore", invalid="ignore"):
         snr_scale = rms_speech / (rms_noise * np.power(10.0, snr / 20.0))
     snr_scale = np.where(np.isfinite(snr_scale) & (rms_noise > 1e-9), snr_scale, 0.0)
     noise_scale = np.where(is_silence, gain, snr_scale).astype(np.float32)
-    mixed = speech + noise * noise_scale[:, None]
-    return audio_io.to_int16(mixed)
+    mixed = np.multiply(noise, noise_scale[:, None], dtype=np.float32)
+    mixed += speech
+    return _to_int16(mixed)
+
+
+def _to_int16(x: np.ndarray) -> np.ndarray:
+    """In-place float32 version of :func:`audio_io.to_int16` (same result: x32768 is exact)."""
+    x *= np.float32(32768.0)
+    np.rint(x, out=x)
+    np.clip(x, -32768.0, 32767.0, out=x)
+    return x.astype(np.int16)
 
 
 def render_batch_int16(
@@ -98,7 +152,7 @@ def render_batch_int16(
     for i, row in enumerate(rows):
         try:
             if row.path:
-                speech[i] = _shift(speech_samples(row), row.shift_samples)
+                _place_shifted(speech[i], speech_samples(row), row.shift_samples)
             if row.noise_path:
                 noise[i] = noise_segment(load_noise(row.noise_path, cache), row.noise_offset_s)
         except AudioError as exc:
@@ -114,26 +168,19 @@ def render(row: ManifestRow, cache: dict | None = None) -> np.ndarray:
     return pcm[0].astype(np.float32) / np.float32(32768.0)
 
 
-def wav_bytes(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A 16-bit mono PCM WAV file as bytes (the same layout soundfile writes)."""
-    data = np.ascontiguousarray(pcm, dtype="<i2").tobytes()
-    header = struct.pack(
+def wav_header(frames: int, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """The 44-byte header of a 16-bit mono PCM WAV file (the layout soundfile writes)."""
+    size = frames * 2
+    return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF",
-        36 + len(data),
-        b"WAVE",
-        b"fmt ",
-        16,
-        1,
-        1,
-        sample_rate,
-        sample_rate * 2,
-        2,
-        16,
-        b"data",
-        len(data),
+        b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16, b"data", size,
     )
-    return header + data
+
+
+def wav_bytes(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A whole 16-bit mono PCM WAV file as bytes."""
+    data = np.ascontiguousarray(pcm, dtype="<i2")
+    return wav_header(len(data), sample_rate) + data.tobytes()
 
 
 # --------------------------------------------------------------------------- many rows
@@ -145,12 +192,20 @@ def _render_job(rows: list[ManifestRow], out_root: str | None) -> tuple[np.ndarr
     if out_root is None:
         return pcm, failures
     failed = {i for i, _ in failures}
+    made: set[str] = set()
+    header = wav_header(CLIP_SAMPLES)
+    little_endian = np.ascontiguousarray(pcm, dtype="<i2")
     for i, row in enumerate(rows):
-        if i not in failed:
-            target = Path(out_root) / row.wav
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(wav_bytes(pcm[i]))
+        if i in failed:
+            continue
+        target = os.path.join(out_root, row.wav)
+        folder = os.path.dirname(target)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        with open(target, "wb") as f:
+            f.write(header)
+            f.write(little_endian[i].data)
     return None, failures
 
 
@@ -158,21 +213,32 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def _pool_context():
+    """fork where it is safe (quick start, inherits imports); spawn once TensorFlow is loaded,
+    since forking a process with TensorFlow's threads running can deadlock the child."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and "tensorflow" not in sys.modules and sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _run(rows: list[ManifestRow], workers: int | None, out_root: str | None, description: str):
     """Render ``rows`` in batches; yields (start index, pcm or None, failures) per batch."""
     batches = [(i, rows[i : i + BATCH]) for i in range(0, len(rows), BATCH)]
     workers = default_workers() if workers is None else max(1, int(workers))
-    with progress.make_progress() as bar:
-        task = bar.add_task(description, total=len(rows))
-        if workers == 1 or len(rows) < SERIAL_BELOW:
+    if workers == 1 or len(rows) < SERIAL_BELOW:
+        with progress.make_progress() as bar:
+            task = bar.add_task(description, total=len(rows))
             for start, batch in batches:
                 pcm, failures = _render_job(batch, out_root)
                 bar.advance(task, len(batch))
                 yield start, pcm, failures
-            return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_render_job, batch, out_root): (start, len(batch)) for start, batch in batches}
+        return
+    # The pool starts before the progress bar's refresh thread exists (fork copies no running threads).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        futures = {pool.submit(_render_job, batch, out_root): (start, len(batch)) for start, batch in batches}
+        with progress.make_progress() as bar:
+            task = bar.add_task(description, total=len(rows))
             for future in as_completed(futures):
                 start, size = futures[future]
                 pcm, failures = future.result()

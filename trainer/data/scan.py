@@ -37,6 +37,7 @@ from .common import (
 
 SPLIT_METHODS = ("auto", "official", "speaker-hash")
 MIN_CLIP_S = 0.05  # shorter files cannot hold a word
+MIN_OFFICIAL_SHARE = 0.02  # auto mode: official validation/test lists must hold at least this share
 
 
 @dataclass
@@ -134,7 +135,13 @@ def _scan_source(root: Path, label: str, kind: str, result: ScanResult) -> tuple
     if kind == "noise":
         noise = _scan_noise(_audio_files(root, max_depth=64), label, result)
     else:
-        for entry in sorted(root.iterdir()):
+        entries = sorted(root.iterdir())
+        if any(e.is_file() and audio_io.is_audio_name(e.name) for e in entries):
+            result.warn(
+                f"{root} has audio files at its top level, which are ignored: a source holds one folder per word "
+                "(<source>/<word>/<file>.wav)"
+            )
+        for entry in progress.track(entries, f"scanning {root.name}"):
             if not entry.is_dir():
                 continue
             if entry.name in NOISE_FOLDERS:
@@ -170,8 +177,12 @@ def _usable(clips: list[Clip], splits: list[str]) -> tuple[bool, str]:
     if any(counts[s] == 0 for s in SPLITS):
         empty = [s for s in SPLITS if counts[s] == 0]
         return False, f"leave {'/'.join(empty)} empty"
-    if counts["train"] < max(counts["validation"], counts["test"]):
-        return False, f"put {counts['test']} clips in test, {counts['validation']} in validation and only {counts['train']} in train"
+    too_small = counts["validation"] < MIN_OFFICIAL_SHARE * len(splits) or counts["test"] < MIN_OFFICIAL_SHARE * len(splits)
+    if counts["train"] < max(counts["validation"], counts["test"]) or too_small:
+        return False, (
+            f"put {counts['test']} clips in test, {counts['validation']} in validation "
+            f"and {counts['train']} in train"
+        )
     owner: dict[str, str] = {}
     for c, s in zip(clips, splits):
         if owner.setdefault(c.speaker, s) != s:

@@ -1,0 +1,177 @@
+"""Benchmark: curating with materialised WAVs vs a plain per-file librosa loop.
+
+Both sides produce the same examples (the plain loop follows the manifest that
+kws-kit wrote: same clips, shifts, gains, noise segments and SNRs):
+
+- kws-kit: ``kws-kit data curate ... --materialize`` end to end (scan, plan,
+  render with noise decoded once per process, vectorised mixing, direct int16
+  WAV writing, 2 worker processes);
+- plain: for each example ``librosa.load(clip, sr=16000)``, ``librosa.load(noise,
+  sr=16000)``, mix with numpy, ``soundfile.write`` - what a straightforward
+  script does.
+
+Input: the shared Speech Commands copy (../shared/data/speech_commands) when
+present, else generated audio. Usage:
+
+    python bench/bench_curate.py [--source DIR] [--plain-limit 400] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KWS_NO_PROGRESS", "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared/data/speech_commands"
+COMMAND_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def generated_source(root: Path) -> Path:
+    """A Speech-Commands-like folder: 12 words x 60 speakers, plus three 60 s noise files."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    words = COMMAND_WORDS + ["cat", "dog"]
+    t = np.arange(16000) / 16000
+    for w_index, word in enumerate(words):
+        (root / word).mkdir(parents=True)
+        for s in range(60):
+            f0 = 120 + 15 * w_index + rng.uniform(-5, 5)
+            x = 0.2 * np.sin(2 * np.pi * f0 * t) * np.hanning(16000) + rng.normal(0, 0.003, 16000)
+            sf.write(str(root / word / f"spk{s:03d}_nohash_0.wav"), x.astype(np.float32), 16000, subtype="PCM_16")
+    (root / "_background_noise_").mkdir()
+    for k in range(3):
+        sf.write(str(root / "_background_noise_" / f"noise{k}.wav"),
+                 (0.1 * rng.standard_normal(60 * 16000)).astype(np.float32), 16000, subtype="PCM_16")
+    return root
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the worker pools)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def plain_loop(rows, out_dir: Path) -> float:
+    """The straightforward per-file script; returns seconds taken."""
+    import librosa
+    import soundfile as sf
+
+    start = time.perf_counter()
+    for row in rows:
+        if row.path:
+            y, _ = librosa.load(row.path, sr=16000, offset=row.offset_s, duration=row.duration_s)
+            if len(y) < 16000:
+                pad = 16000 - len(y)
+                y = np.pad(y, (pad // 2, pad - pad // 2))
+            else:
+                a = (len(y) - 16000) // 2
+                y = y[a : a + 16000]
+            y = np.roll(y, row.shift_samples)
+            if row.shift_samples > 0:
+                y[: row.shift_samples] = 0
+            elif row.shift_samples < 0:
+                y[row.shift_samples :] = 0
+            y = y * 10 ** (row.gain_db / 20)
+        else:
+            y = np.zeros(16000, dtype=np.float32)
+        if row.noise_path:
+            noise, _ = librosa.load(row.noise_path, sr=16000)
+            a = int(round(row.noise_offset_s * 16000))
+            segment = np.resize(np.roll(noise, -a), 16000)
+            if row.snr_db is None:
+                y = segment * 10 ** (row.gain_db / 20)
+            else:
+                rms_y = np.sqrt(np.mean(y**2))
+                rms_n = np.sqrt(np.mean(segment**2)) + 1e-12
+                y = y + segment * (rms_y / (rms_n * 10 ** (row.snr_db / 20)))
+        sf.write(str(out_dir / f"{row.id}.wav"), np.clip(y, -1, 1), 16000, subtype="PCM_16")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", type=Path, default=None, help="Speech-Commands-style folder (default: shared copy, else generated)")
+    parser.add_argument("--keywords", default=",".join(COMMAND_WORDS))
+    parser.add_argument("--plain-limit", type=int, default=400, help="examples timed for the plain loop (a seeded random sample)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="kws-kit runs; the best is reported")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    from kws_kit.data.curate import CurateOptions, curate, load_curated, render_many
+
+    work = Path(tempfile.mkdtemp(prefix="bench_curate."))
+    try:
+        if args.source is not None:
+            source, what = args.source, str(args.source)
+        elif (SHARED / "README.md").is_file():
+            source, what = SHARED, f"shared Speech Commands ({SHARED})"
+        else:
+            source, what = generated_source(work / "generated"), "generated audio (12 words x 60 speakers)"
+        keywords = [k for k in args.keywords.split(",") if k]
+
+        load_before = os.getloadavg()[0]
+        best, best_cpu = None, None
+        for i in range(args.repeat):
+            out = work / f"curated{i}"
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            curate(CurateOptions(keywords=keywords, sources=[str(source)], out=str(out), materialize=True,
+                                 workers=args.workers, seed=0))
+            elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            best = elapsed if best is None else min(best, elapsed)
+            best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
+        ds = load_curated(work / "curated0")
+        rows = ds.rows
+        ours = len(rows) / best
+
+        t0 = time.perf_counter()
+        batch = render_many(rows, workers=args.workers)
+        in_memory = len(rows) / (time.perf_counter() - t0)
+
+        rng = np.random.default_rng(0)
+        sample = [rows[i] for i in sorted(rng.choice(len(rows), size=min(args.plain_limit, len(rows)), replace=False))]
+        plain_out = work / "plain"
+        plain_out.mkdir()
+        import librosa  # noqa: F401  (import time is not charged to the loop)
+
+        c0 = cpu_seconds()
+        plain_s = plain_loop(sample, plain_out)
+        plain_cpu = cpu_seconds() - c0
+        plain = len(sample) / plain_s
+
+        import soundfile as sf
+
+        index = {r.id: i for i, r in enumerate(rows)}
+        diffs = [np.max(np.abs(sf.read(str(plain_out / f"{r.id}.wav"), dtype="float32")[0] - batch[index[r.id]]))
+                 for r in sample[:50]]
+        print(f"input: {what}")
+        print(f"examples: {len(rows)} ({len(keywords)} keywords + _unknown_ + _silence_), noise in "
+              f"{sum(r.snr_db is not None for r in rows)} of {sum(r.label != '_silence_' for r in rows)} speech examples")
+        print(f"kws-kit curate --materialize, {args.workers} workers: {best:.2f} s -> {ours:.0f} examples/s "
+              f"(best of {args.repeat}, including scanning and report)")
+        print(f"kws-kit render_many in memory: {in_memory:.0f} examples/s")
+        print(f"plain librosa loop: {len(sample)} examples in {plain_s:.2f} s -> {plain:.1f} examples/s")
+        print(f"CPU time per example: kws-kit {1000 * best_cpu / len(rows):.2f} ms (all processes), "
+              f"plain {1000 * plain_cpu / len(sample):.2f} ms")
+        print(f"speed-up: {ours / plain:.1f}x wall-clock, {(plain_cpu / len(sample)) / (best_cpu / len(rows)):.1f}x CPU time; "
+              f"max |difference| of 50 plain vs kws-kit examples: {max(diffs):.5f}")
+        print(f"cpu cores: {os.cpu_count()}; load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
