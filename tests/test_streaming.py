@@ -519,3 +519,41 @@ def test_plot_det_writes_a_png_atomically(tmp_path):
     plot_det([SweepPoint(0.9, 0.0, 0.5)], tmp_path / "zero.png")
     with pytest.raises(KwsError):
         plot_det([], tmp_path / "none.png")
+
+
+# --- real recordings and the project's front end ------------------------------------------
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared/data/speech_commands"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared Speech Commands data not present")
+def test_real_clips_real_noise_and_the_project_front_end():
+    from kws_kit.audio_io import load
+    from kws_kit.frontend import Frontend
+
+    keyword_clips = {w: [load(p) for p in sorted((SHARED / w).glob("*.wav"))[:8]] for w in ("yes", "no")}
+    unknown = [load(p) for p in sorted((SHARED / "bed").glob("*.wav"))[:5]]
+    noise = [load(p) for p in sorted((SHARED / "_background_noise_").glob("*.wav"))[:2]]
+    stream = build_stream(keyword_clips, unknown, noise, 90, seed=0, snr_db=(5, 15))
+    assert len(stream.events) >= 8 and stream.distractors
+    assert all(5 - 1e-6 <= s <= 15 + 1e-6 for s in stream.event_snr_db)
+
+    frontend = Frontend()
+    seen = []
+
+    def scorer(batch):
+        seen.append(batch)
+        return np.tile(np.array([[200, 55, 0, 0]], np.uint8), (len(batch), 1))
+
+    track = score_stream(frontend.stream_features, scorer, stream)
+    windows = np.concatenate(seen)
+    assert windows.shape[1:] == frontend.spec.feature_shape
+    # The window scored at time t is exactly the clip features of the second of audio before it.
+    for i in (0, len(track.times_ms) // 2, len(track.times_ms) - 1):
+        t = int(track.times_ms[i])
+        last = (t * 16 - FRAME) // HOP
+        start = (last - 48) * HOP
+        clip = frontend.clip_features(stream.audio[start : start + SR])
+        np.testing.assert_array_equal(windows[i], clip)
+    result = evaluate(track, stream, LABELS)
+    assert result.false_accepts == 0 and result.false_rejects == len(stream.events)
