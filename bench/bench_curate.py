@@ -13,7 +13,7 @@ kws-kit wrote: same clips, shifts, gains, noise segments and SNRs):
 Input: the shared Speech Commands copy (../shared/data/speech_commands) when
 present, else generated audio. Usage:
 
-    python bench/bench_curate.py [--source DIR] [--plain-limit 400] [--workers 2]
+    python bench/bench_curate.py [--source DIR | --generated] [--plain-limit 400] [--workers 2]
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def plain_loop(rows, out_dir: Path) -> float:
         if row.noise_path:
             noise, _ = librosa.load(row.noise_path, sr=16000)
             a = int(round(row.noise_offset_s * 16000))
-            segment = np.resize(np.roll(noise, -a), 16000)
+            segment = noise[a : a + 16000]
+            if len(segment) < 16000:  # a noise file shorter than a second: repeat it
+                segment = np.resize(np.concatenate([segment, noise]), 16000)
             if row.snr_db is None:
                 y = segment * 10 ** (row.gain_db / 20)
             else:
@@ -103,6 +105,7 @@ def plain_loop(rows, out_dir: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=None, help="Speech-Commands-style folder (default: shared copy, else generated)")
+    parser.add_argument("--generated", action="store_true", help="use generated audio even if the shared copy exists")
     parser.add_argument("--keywords", default=",".join(COMMAND_WORDS))
     parser.add_argument("--plain-limit", type=int, default=400, help="examples timed for the plain loop (a seeded random sample)")
     parser.add_argument("--workers", type=int, default=2)
@@ -116,7 +119,7 @@ def main() -> int:
     try:
         if args.source is not None:
             source, what = args.source, str(args.source)
-        elif (SHARED / "README.md").is_file():
+        elif (SHARED / "README.md").is_file() and not args.generated:
             source, what = SHARED, f"shared Speech Commands ({SHARED})"
         else:
             source, what = generated_source(work / "generated"), "generated audio (12 words x 60 speakers)"

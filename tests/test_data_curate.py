@@ -160,13 +160,13 @@ def test_mix_hits_the_requested_snr_and_gain():
     speech = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
     noise = np.random.default_rng(0).normal(0, 0.1, (1, 16000)).astype(np.float32)
     row = ManifestRow("x", "train", "go", "go", "s", "p", "/x.wav", 0, 1, "/n.wav", 0, 10.0, -6.0, 0, "")
-    mixed = mix_batch([row], speech.copy(), noise).astype(np.float64) / 32768
+    mixed = mix_batch([row], speech.copy(), noise.copy()).astype(np.float64) / 32768
     clean = speech[0] * 10 ** (-6 / 20)
     added = mixed[0] - clean
     snr = 10 * np.log10(np.mean(clean**2) / np.mean(added**2))
     assert abs(snr - 10.0) < 0.05
     silence = ManifestRow("y", "train", "_silence_", "", "s", "", "", 0, 0, "/n.wav", 0, None, -20.0, 0, "")
-    quiet = mix_batch([silence], np.zeros_like(speech), noise).astype(np.float64) / 32768
+    quiet = mix_batch([silence], np.zeros_like(speech), noise.copy()).astype(np.float64) / 32768
     assert abs(np.std(quiet) - 0.1 * 10 ** (-20 / 20)) < 1e-3
 
 

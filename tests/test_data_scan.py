@@ -213,3 +213,34 @@ def test_noise_folders_are_found(tmp_path, word_folder):
     names = sorted(Path(n.path).name for n in result.noise_files)
     assert names == ["0001.wav", "fridge.flac", "hum.wav"]
     assert any(r.reason.startswith("noise file: not a readable audio file") for r in result.rejected)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_fast_wav_header_agrees_with_soundfile(tmp_path, subtype, channels):
+    import soundfile as sf
+
+    from kws_kit.data import wavfile
+
+    x = np.random.default_rng(0).normal(0, 0.1, (12345, channels)).astype(np.float32)
+    path = write_audio(tmp_path / "a.wav", x, sr=44100, subtype=subtype)
+    info = sf.info(str(path))
+    fast = wavfile.header_duration(path)
+    assert fast is None or fast == (info.samplerate, info.channels, info.frames)
+    assert (fast is None) == (subtype == "ULAW")  # compressed formats take the soundfile path
+    truncated = tmp_path / "t.wav"
+    truncated.write_bytes(path.read_bytes()[:3000])
+    assert wavfile.header_duration(truncated) in (None, (44100, channels, sf.info(str(truncated)).frames))
+
+
+def test_fast_pcm16_reader_equals_general_loader(tmp_path):
+    from kws_kit import audio_io
+    from kws_kit.data import wavfile
+
+    x = np.random.default_rng(1).normal(0, 0.2, 40000).astype(np.float32)
+    path = str(write_audio(tmp_path / "a.wav", x))
+    for offset, duration in [(0.0, None), (0.3, 1.0), (2.4, 1.0), (0.00006, 0.5)]:
+        fast = wavfile.read_pcm16_mono(path, 16000, offset, duration)
+        assert fast is not None and np.array_equal(fast, audio_io.load(path, 16000, offset, duration))
+    assert wavfile.read_pcm16_mono(str(write_audio(tmp_path / "b.wav", x, sr=8000)), 16000, 0, None) is None
+    assert wavfile.read_pcm16_mono(str(write_audio(tmp_path / "c.wav", x, subtype="PCM_24")), 16000, 0, None) is None

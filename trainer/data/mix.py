@@ -24,6 +24,7 @@ import numpy as np
 from .. import audio_io, progress
 from ..errors import AudioError
 from .common import CLIP_SAMPLES, SAMPLE_RATE, SILENCE
+from . import wavfile
 from .manifest import ManifestRow
 
 BATCH = 128
@@ -37,7 +38,9 @@ def load_noise(path: str, cache: dict | None = None) -> np.ndarray:
     cache = _NOISE_CACHE if cache is None else cache
     x = cache.get(path)
     if x is None:
-        x = audio_io.load(path)
+        x = wavfile.read_pcm16_mono(path, SAMPLE_RATE, 0.0, None)
+        if x is None:
+            x = audio_io.load(path)
         cache[path] = x
     return x
 
@@ -53,53 +56,10 @@ def noise_segment(noise: np.ndarray, offset_s: float, length: int = CLIP_SAMPLES
 def speech_samples(row: ManifestRow) -> np.ndarray:
     """The row's clip at 16 kHz, centre-cropped or zero-padded to one second."""
     duration = row.duration_s if row.duration_s > 0 else None
-    x = _read_plain_wav(row.path, row.offset_s, duration)
+    x = wavfile.read_pcm16_mono(row.path, SAMPLE_RATE, row.offset_s, duration)
     if x is None:
         x = audio_io.load(row.path, SAMPLE_RATE, row.offset_s, duration)
     return audio_io.fit_length(x, CLIP_SAMPLES)
-
-
-def _read_plain_wav(path: str, offset_s: float, duration_s: float | None) -> np.ndarray | None:
-    """Fast path for 16 kHz mono 16-bit PCM WAV (Speech Commands, our own output).
-
-    Reads the samples straight from the file as int16, skipping libsndfile's
-    per-file set-up; the values equal what :func:`audio_io.load` returns
-    (int16 / 32768). Returns None for anything else, which then goes the
-    general way.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    position, fmt_ok = 12, False
-    while position + 8 <= len(data):
-        chunk_id = data[position : position + 4]
-        size = int.from_bytes(data[position + 4 : position + 8], "little")
-        body = position + 8
-        if chunk_id == b"fmt ":
-            if size < 16:
-                return None
-            tag, channels, rate = struct.unpack_from("<HHI", data, body)
-            bits = struct.unpack_from("<H", data, body + 14)[0]
-            fmt_ok = tag == 1 and channels == 1 and rate == SAMPLE_RATE and bits == 16
-            if not fmt_ok:
-                return None
-        elif chunk_id == b"data":
-            if not fmt_ok:
-                return None
-            end = min(body + size, len(data))
-            frames = (end - body) // 2
-            pcm = np.frombuffer(data, dtype="<i2", count=frames, offset=body)
-            start = min(int(round(offset_s * SAMPLE_RATE)), frames) if offset_s else 0
-            stop = frames if duration_s is None else min(frames, start + int(round(duration_s * SAMPLE_RATE)))
-            if stop <= start:
-                return None  # let the general reader raise its error
-            return pcm[start:stop].astype(np.float32) * np.float32(1.0 / 32768.0)
-        position = body + size + (size & 1)
-    return None
 
 
 def _place_shifted(dest: np.ndarray, x: np.ndarray, shift: int) -> None:
@@ -116,21 +76,22 @@ def mix_batch(rows: Sequence[ManifestRow], speech: np.ndarray, noise: np.ndarray
 
     Speech rows: speech x gain, plus noise scaled so that speech RMS / noise RMS
     (over the whole second) is the row's SNR. ``_silence_`` rows: noise x gain.
+    Both input arrays are used as scratch space and overwritten.
     """
     gain = np.power(10.0, np.array([r.gain_db for r in rows], dtype=np.float64) / 20.0)
     is_silence = np.array([r.label == SILENCE for r in rows], dtype=bool)
     snr = np.array([np.nan if r.snr_db is None else r.snr_db for r in rows], dtype=np.float64)
-    speech_gain = np.where(is_silence, 0.0, gain).astype(np.float32)
-    speech = speech * speech_gain[:, None]
-    rms_speech = np.sqrt(np.add.reduce(np.square(speech), axis=1, dtype=np.float64) / speech.shape[1])
-    rms_noise = np.sqrt(np.add.reduce(np.square(noise), axis=1, dtype=np.float64) / noise.shape[1])
+    speech *= np.where(is_silence, 0.0, gain).astype(np.float32)[:, None]
+    scratch = np.square(speech)
+    rms_speech = np.sqrt(np.add.reduce(scratch, axis=1, dtype=np.float64) / speech.shape[1])
+    np.square(noise, out=scratch)
+    rms_noise = np.sqrt(np.add.reduce(scratch, axis=1, dtype=np.float64) / noise.shape[1])
     with np.errstate(divide="ignore", invalid="ignore"):
         snr_scale = rms_speech / (rms_noise * np.power(10.0, snr / 20.0))
     snr_scale = np.where(np.isfinite(snr_scale) & (rms_noise > 1e-9), snr_scale, 0.0)
-    noise_scale = np.where(is_silence, gain, snr_scale).astype(np.float32)
-    mixed = np.multiply(noise, noise_scale[:, None], dtype=np.float32)
-    mixed += speech
-    return _to_int16(mixed)
+    noise *= np.where(is_silence, gain, snr_scale).astype(np.float32)[:, None]
+    noise += speech
+    return _to_int16(noise)
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
@@ -147,7 +108,7 @@ def render_batch_int16(
     """Render rows to int16 (B, 16000); with ``skip_errors`` unreadable rows come back as failures."""
     n = len(rows)
     speech = np.zeros((n, CLIP_SAMPLES), dtype=np.float32)
-    noise = np.zeros((n, CLIP_SAMPLES), dtype=np.float32)
+    noise = np.empty((n, CLIP_SAMPLES), dtype=np.float32)
     failures: list[tuple[int, str]] = []
     for i, row in enumerate(rows):
         try:
@@ -155,7 +116,10 @@ def render_batch_int16(
                 _place_shifted(speech[i], speech_samples(row), row.shift_samples)
             if row.noise_path:
                 noise[i] = noise_segment(load_noise(row.noise_path, cache), row.noise_offset_s)
+            else:
+                noise[i] = 0.0
         except AudioError as exc:
+            noise[i] = 0.0
             if not skip_errors:
                 raise
             failures.append((i, exc.one_line()))

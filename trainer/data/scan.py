@@ -23,7 +23,7 @@ import soundfile as sf
 
 from .. import audio_io, progress
 from ..errors import AudioError, DataError
-from . import own, speech_commands
+from . import own, speech_commands, wavfile
 from .common import (
     NOISE_FOLDERS,
     SPLITS,
@@ -75,15 +75,20 @@ def _audio_files(folder: Path, max_depth: int) -> list[Path]:
 
 
 def _header(path: Path) -> tuple[float | None, str | None]:
-    """(duration_s, None) from the header, or (None, reason) when unusable."""
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # soundfile raises several types for bad files
-        reason = " ".join(str(exc).split()).rsplit(":", 1)[-1].strip() or type(exc).__name__
-        return None, f"not a readable audio file ({reason})"
-    if info.frames <= 0 or info.samplerate <= 0:
+    """(duration_s, None) from the header, or (None, reason) when unusable. Never decodes."""
+    plain = wavfile.header_duration(path)
+    if plain is not None:
+        rate, _, frames = plain
+    else:
+        try:
+            info = sf.info(str(path))
+        except Exception as exc:  # soundfile raises several types for bad files
+            reason = " ".join(str(exc).split()).rsplit(":", 1)[-1].strip() or type(exc).__name__
+            return None, f"not a readable audio file ({reason})"
+        rate, frames = info.samplerate, info.frames
+    if frames <= 0 or rate <= 0:
         return None, "no audio samples"
-    return info.frames / info.samplerate, None
+    return frames / rate, None
 
 
 def _scan_word_folder(folder: Path, word: str, label: str, result: ScanResult) -> list[Clip]:
