@@ -248,6 +248,11 @@ def test_prob_to_score_agrees_in_float32_and_float64():
     assert [prob_to_score(np.float32(p)) for p in p32[:500]] == from_exact[:500]
 
 
+def test_thresholds_with_three_decimals_convert_alike_in_single_precision():
+    for n in range(1001):
+        assert prob_to_score(float(np.float32(n / 1000))) == prob_to_score(n / 1000), n
+
+
 def test_int8_to_scores():
     assert int8_to_scores([-128, 0, 127]) == [0, 128, 255]
     assert int8_to_scores(np.array([-128, -1], dtype=np.int8)) == [0, 127]

@@ -36,8 +36,8 @@ Differences from micro_speech, on purpose:
     long or slowly-fading utterance therefore fires once, even when its average
     stays high for longer than ``suppression_ms``; saying the word again after a
     pause re-arms it. A word repeated with no pause ("go go go") fires once.
-  * The window is strictly "younger than average_window_ms", so a 1000 ms window
-    at a 250 ms inference period holds exactly 4 results.
+  * The window is strictly "younger than average_window_ms", so the default
+    750 ms window at a 250 ms inference period holds exactly 3 results.
   * No floating point after construction: the threshold is converted once with
     the same rule as ``probs_to_scores``.
 
@@ -53,7 +53,10 @@ def prob_to_score(p):
     """One float probability -> uint8 score: floor(p * 256) clamped to 0..255.
 
     Multiplying by 256 is exact in binary floating point, so single-precision
-    boards and the double-precision host give the same score for the same value.
+    boards and the double-precision host give the same score for the same stored
+    value. A decimal such as 0.7 is stored slightly differently in single and
+    double precision; that changes the score only when p * 256 is within about
+    1e-5 of an integer, which no threshold written with up to three decimals is.
     NaN counts as 0.
     """
     if p != p:  # NaN
