@@ -1,0 +1,253 @@
+"""Full-integer (int8) export of a Keras model, and running the result on the host.
+
+``to_int8_tflite`` turns a trained Keras model into an int8 TFLite flatbuffer
+(int8 input, int8 output, per-channel weights, activations calibrated on a
+representative set) and refuses any op the device engine does not implement.
+``run_int8`` / :class:`Int8Runner` execute it with the TFLite reference
+kernels, the ones TFLite Micro is built from, so the host sees the device's
+integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+import numpy as np
+
+from .errors import ModelError
+from .tflite_info import ALLOWED_OPS, TfliteInfo, inspect_tflite
+
+DEFAULT_MIN_SAMPLES = 16
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converter's chatter (Keras export prints, C++ logging on fd 2)."""
+    if os.environ.get("KWS_DEBUG_CONVERTER"):
+        yield
+        return
+    saved = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            saved.append((fd, os.dup(fd)))
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass  # no real file descriptors (some embedded runners): just stay noisy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _input_feature_shape(model) -> tuple[int, ...]:
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise ModelError(f"model input shape {shape} has an unknown dimension; int8 export needs a fixed shape")
+    return tuple(int(d) for d in shape)
+
+
+def with_batch_size_one(model):
+    """Return ``model`` if its batch size is already 1, else a copy built for batch 1 with the same weights."""
+    import keras
+
+    if len(model.inputs) != 1:
+        raise ModelError(f"expected a model with one input, got {len(model.inputs)}")
+    if model.inputs[0].shape[0] == 1:
+        return model
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        raise ModelError("cannot rebuild this model for batch size 1 (subclassed model without get_config); "
+                         "build it with keras.Input(batch_size=1)") from None
+    changed = 0
+
+    def set_batch(node):
+        nonlocal changed
+        if isinstance(node, dict):
+            if node.get("class_name") == "InputLayer" and isinstance(node.get("config"), dict):
+                cfg = node["config"]
+                for key in ("batch_shape", "batch_input_shape"):
+                    if cfg.get(key):
+                        cfg[key] = [1] + list(cfg[key][1:])
+                        changed += 1
+            for value in node.values():
+                set_batch(value)
+        elif isinstance(node, list):
+            for value in node:
+                set_batch(value)
+
+    set_batch(config)
+    if not changed:
+        raise ModelError("cannot find the model's input layer to rebuild it for batch size 1")
+    try:
+        clone = model.__class__.from_config(config)
+        if not clone.built:
+            clone.build((1,) + _input_feature_shape(model))
+        clone.set_weights(model.get_weights())
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot rebuild the model for batch size 1: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(clone, keras.Model) or clone.inputs[0].shape[0] != 1:
+        raise ModelError("rebuilding the model for batch size 1 did not fix its batch size")
+    return clone
+
+
+def _prepare_representative(representative, feature_shape, min_samples) -> np.ndarray:
+    rep = np.asarray(representative)
+    if rep.dtype.kind not in "fiu":
+        raise ModelError(f"representative data must be numeric, got dtype {rep.dtype}")
+    rep = rep.astype(np.float32, copy=False)
+    if rep.ndim == len(feature_shape) and feature_shape[-1] == 1:
+        rep = rep[..., None]  # (N, T, C) -> (N, T, C, 1)
+    if rep.ndim != len(feature_shape) + 1 or tuple(rep.shape[1:]) != tuple(feature_shape):
+        raise ModelError(f"representative data has shape {tuple(rep.shape)}, the model expects "
+                         f"(N, {', '.join(map(str, feature_shape))})")
+    if len(rep) < min_samples:
+        raise ModelError(f"representative set has {len(rep)} samples, need at least {min_samples}",
+                         hint="pass more training examples for calibration")
+    if not np.all(np.isfinite(rep)):
+        raise ModelError("representative data contains NaN or infinite values")
+    return rep
+
+
+def to_int8_tflite(model, representative, min_samples: int = DEFAULT_MIN_SAMPLES,
+                   input_quant: tuple[float, int] | None = None,
+                   allowed_ops=ALLOWED_OPS) -> bytes:
+    """Convert ``model`` to a full-integer int8 TFLite flatbuffer.
+
+    ``representative``: float32 features ``(N, T, C)`` or ``(N, T, C, 1)`` the
+    model was trained on (N >= ``min_samples``), used to calibrate activation
+    ranges. ``input_quant=(scale, zero_point)`` pins the input tensor's
+    quantisation to the front end's int8 feature format (so device features
+    feed the model unchanged); it adds one calibration sample spanning exactly
+    the representable range, and the result is checked.
+    Raises :class:`ModelError` for bad data, a failed conversion, an op outside
+    ``allowed_ops``, or non-int8 input/output.
+    """
+    import tensorflow as tf
+
+    model1 = with_batch_size_one(model)
+    feature_shape = _input_feature_shape(model1)
+    rep = _prepare_representative(representative, feature_shape, min_samples)
+    if input_quant is not None:
+        scale, zero_point = float(input_quant[0]), int(input_quant[1])
+        if not (scale > 0 and np.isfinite(scale)) or not -128 <= zero_point <= 127:
+            raise ModelError(f"bad input quantisation scale={scale} zero_point={zero_point}")
+        lo, hi = (-128 - zero_point) * scale, (127 - zero_point) * scale
+        span = np.full((1,) + feature_shape, (lo + hi) / 2, dtype=np.float32)
+        span.reshape(-1)[0], span.reshape(-1)[-1] = lo, hi
+        rep = np.concatenate([np.clip(rep, lo, hi), span])
+
+    def samples():
+        for i in range(len(rep)):
+            yield [rep[i : i + 1]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model1)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    try:
+        with _quiet():
+            flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises many types; the user gets one line
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ModelError(f"int8 conversion failed: {first.strip()[:300]}") from None
+
+    info = inspect_tflite(flatbuffer)
+    check_int8_model(info, allowed_ops)
+    if input_quant is not None:
+        if not np.isclose(info.input_scale, scale, rtol=1e-5) or info.input_zero_point != zero_point:
+            raise ModelError(f"input quantisation came out as scale={info.input_scale:.6g} "
+                             f"zero_point={info.input_zero_point}, wanted scale={scale:.6g} zero_point={zero_point}")
+    return bytes(flatbuffer)
+
+
+def check_int8_model(info: TfliteInfo, allowed_ops=ALLOWED_OPS) -> None:
+    """Raise ModelError unless the model is int8 in/out and uses only ``allowed_ops``."""
+    bad = info.unsupported_ops(allowed_ops)
+    if bad:
+        raise ModelError(f"the int8 model uses op(s) the device engine does not support: {', '.join(bad)}",
+                         hint=f"supported: {', '.join(sorted(allowed_ops))}")
+    if info.input_dtype != "int8" or info.output_dtype != "int8":
+        raise ModelError(f"the model's input/output are {info.input_dtype}/{info.output_dtype}, not int8/int8")
+    problems = info.quantisation_problems()
+    if problems:
+        raise ModelError(f"the int8 model would abort on the device: {problems[0]}")
+
+
+# --------------------------------------------------------------------------- #
+# Running int8 models on the host
+# --------------------------------------------------------------------------- #
+
+
+class Int8Runner:
+    """One interpreter for one model, reused across calls.
+
+    ``kernels="reference"`` (default) selects TFLite's reference kernels
+    (``BUILTIN_REF``): the implementations TFLite Micro's kernels are ported
+    from. ``"builtin"`` selects the optimised builtin kernels without default
+    delegates (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``, no XNNPACK).
+    """
+
+    def __init__(self, tflite, kernels: str = "reference"):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        data = tflite if isinstance(tflite, (bytes, bytearray)) else open(os.fspath(tflite), "rb").read()
+        self.info = inspect_tflite(data)  # validates before the C++ side sees the bytes
+        problems = self.info.quantisation_problems()
+        if problems:  # the reference kernels abort the whole process on these
+            raise ModelError(f"cannot run this int8 model: {problems[0]}")
+        resolver = {"reference": OpResolverType.BUILTIN_REF,
+                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}.get(kernels)
+        if resolver is None:
+            raise ModelError(f"unknown kernels {kernels!r}, use 'reference' or 'builtin'")
+        try:
+            self._interp = Interpreter(model_content=bytes(data), experimental_op_resolver_type=resolver)
+            self._interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"cannot load the TFLite model: {' '.join(str(exc).split())[:200]}") from None
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        if self._in["dtype"] != np.int8 or self._out["dtype"] != np.int8:
+            raise ModelError("run_int8 needs a model with int8 input and output")
+        self.input_shape = tuple(int(d) for d in self._in["shape"])
+        self.output_shape = tuple(int(d) for d in self._out["shape"])
+
+    def __call__(self, inputs) -> np.ndarray:
+        x = np.asarray(inputs)
+        if x.dtype != np.int8:
+            raise ModelError(f"run_int8 needs int8 inputs, got {x.dtype}")
+        per_sample = int(np.prod(self.input_shape[1:]))
+        if x.ndim < 1 or len(x) == 0 or x[0].size != per_sample:
+            raise ModelError(f"inputs of shape {x.shape} do not match the model input {self.input_shape}")
+        n = len(x)
+        x = x.reshape((n,) + self.input_shape[1:])
+        out = np.empty((n,) + self.output_shape[1:], dtype=np.int8)
+        interp, in_index, out_index = self._interp, self._in["index"], self._out["index"]
+        for i in range(n):
+            interp.set_tensor(in_index, x[i : i + 1])
+            interp.invoke()
+            out[i] = interp.get_tensor(out_index)[0]
+        return out
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        return (y.astype(np.float32) - self.info.output_zero_point) * self.info.output_scale
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        q = np.round(np.asarray(x, dtype=np.float32) / self.info.input_scale) + self.info.input_zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+
+def run_int8(tflite, inputs_int8, kernels: str = "reference") -> np.ndarray:
+    """Run an int8 model on int8 inputs ``(N, ...)``, one invoke per sample; returns int8 ``(N, n_classes)``."""
+    return Int8Runner(tflite, kernels=kernels)(inputs_int8)

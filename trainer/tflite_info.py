@@ -1,0 +1,345 @@
+"""Read an int8 .tflite file: shapes, quantisation, ops, sizes and a tensor-arena estimate.
+
+The flatbuffer is parsed with the schema bindings that ship with ai-edge-litert
+(pure Python, no interpreter), reading every offset with bounds checks so a
+truncated or foreign file becomes a one-line :class:`ModelError` instead of a
+crash.
+
+Arena estimate (what a TFLite-Micro-style engine needs at run time, besides the
+model bytes themselves):
+
+* activations: every tensor without constant data (graph input and output
+  included) lives from the op that writes it (the input: from the start) to
+  the last op that reads it (the output: to the end). Tensors are placed
+  greedily, largest first, at the lowest 16-byte-aligned offset that does not
+  overlap any already placed tensor whose lifetime intersects; the plan's
+  high-water mark is the activation size. Nothing is aliased (RESHAPE copies).
+* fixed overhead, documented here and in docs/models.md:
+  ``TENSOR_OVERHEAD_BYTES`` per tensor (eval-tensor struct: data pointer, dims,
+  type, quantisation pointer), ``OP_OVERHEAD_BYTES`` per op (node struct,
+  input/output index lists, op data) and ``CHANNEL_OVERHEAD_BYTES`` per output
+  channel of CONV_2D / DEPTHWISE_CONV_2D (per-channel int32 multiplier and
+  shift computed at prepare time). The figures are sized to cover TFLite
+  Micro's own structures as well as our smaller C engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+TENSOR_OVERHEAD_BYTES = 24
+OP_OVERHEAD_BYTES = 48
+CHANNEL_OVERHEAD_BYTES = 8
+ARENA_ALIGNMENT = 16
+
+# Builtin ops our device engine implements; anything else is refused at export.
+ALLOWED_OPS = frozenset({
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "MEAN", "RESHAPE", "SOFTMAX", "ADD",
+})
+
+_DTYPE_INFO = {  # TensorType enum -> (name, bytes per element)
+    0: ("float32", 4), 1: ("float16", 2), 2: ("int32", 4), 3: ("uint8", 1), 4: ("int64", 8),
+    5: ("string", 1), 6: ("bool", 1), 7: ("int16", 2), 8: ("complex64", 8), 9: ("int8", 1),
+    10: ("float64", 8), 11: ("complex128", 16), 12: ("uint64", 8), 14: ("uint32", 4),
+    15: ("uint16", 2), 16: ("int4", 1),
+}
+
+
+@dataclasses.dataclass
+class TensorInfo:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    is_constant: bool
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class OpInfo:
+    name: str
+    inputs: tuple[int, ...]   # tensor indices, -1 for an omitted optional input
+    outputs: tuple[int, ...]
+    options: dict             # stride / padding / dilation / activation where relevant
+
+
+@dataclasses.dataclass
+class TfliteInfo:
+    size_bytes: int
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    input_scale: float
+    input_zero_point: int
+    output_shape: tuple[int, ...]
+    output_dtype: str
+    output_scale: float
+    output_zero_point: int
+    op_names: list[str]
+    ops: list[OpInfo]
+    tensors: list[TensorInfo]
+    param_bytes: int          # constant tensor data (weights, biases, shapes)
+    activation_bytes: int     # greedy plan high-water mark
+    overhead_bytes: int       # fixed per-tensor / per-op / per-channel part
+    arena_bytes: int          # activation_bytes + overhead_bytes
+    macs: int                 # multiply-accumulates of conv, depthwise and FC ops
+    n_subgraphs: int
+
+    def unsupported_ops(self, allowed=ALLOWED_OPS) -> list[str]:
+        return sorted(set(self.op_names) - set(allowed))
+
+    def quantisation_problems(self) -> list[str]:
+        """Quantisation parameters the reference kernels (and TFLite Micro) abort on at prepare time.
+
+        SOFTMAX turns ``beta * input_scale * 2**26`` into a fixed-point
+        multiplier that must exceed 1; ADD rescales its output by
+        ``2 * max(input scales) / (2**20 * output_scale)``, which must stay
+        below 1. Trained models are far from both limits; a dead or untrained
+        network whose activations collapse to ~0 is not.
+        """
+        problems = []
+        for k, op in enumerate(self.ops):
+            if op.name == "SOFTMAX":
+                scale = self.tensors[op.inputs[0]].scale
+                beta = op.options.get("beta", 1.0) or 1.0
+                if scale and beta * scale[0] * 2.0**26 <= 1.0:
+                    problems.append(f"op {k} SOFTMAX input scale {scale[0]:.3g} is too small "
+                                    "(the logits span almost nothing: is the model trained?)")
+            elif op.name == "ADD" and len(op.inputs) == 2:
+                s1, s2 = (self.tensors[j].scale for j in op.inputs)
+                out = self.tensors[op.outputs[0]].scale
+                if s1 and s2 and out and 2 * max(s1[0], s2[0]) / (2.0**20 * out[0]) >= 1.0:
+                    problems.append(f"op {k} ADD output scale {out[0]:.3g} is too small for its inputs")
+        return problems
+
+    def summary(self) -> str:
+        return (f"{self.size_bytes} B flash, arena ~{self.arena_bytes} B, {len(self.ops)} ops, "
+                f"input {self.input_dtype}{list(self.input_shape)} output {self.output_dtype}{list(self.output_shape)}")
+
+
+def _op_name_table() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+_PADDING = {0: "SAME", 1: "VALID"}
+
+
+def _options(schema, op, name: str) -> dict:
+    table = op.BuiltinOptions()
+    if table is None:
+        return {}
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        cls = schema.Conv2DOptions if name == "CONV_2D" else schema.DepthwiseConv2DOptions
+        o = cls()
+        o.Init(table.Bytes, table.Pos)
+        opts = {"stride": (o.StrideH(), o.StrideW()), "dilation": (o.DilationHFactor(), o.DilationWFactor()),
+                "padding": _PADDING.get(o.Padding(), o.Padding()),
+                "activation": _ACTIVATIONS.get(o.FusedActivationFunction(), o.FusedActivationFunction())}
+        if name == "DEPTHWISE_CONV_2D":
+            opts["depth_multiplier"] = o.DepthMultiplier()
+        return opts
+    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        o = schema.Pool2DOptions()
+        o.Init(table.Bytes, table.Pos)
+        return {"stride": (o.StrideH(), o.StrideW()), "filter": (o.FilterHeight(), o.FilterWidth()),
+                "padding": _PADDING.get(o.Padding(), o.Padding()),
+                "activation": _ACTIVATIONS.get(o.FusedActivationFunction(), o.FusedActivationFunction())}
+    if name in ("FULLY_CONNECTED", "ADD"):
+        o = schema.FullyConnectedOptions() if name == "FULLY_CONNECTED" else schema.AddOptions()
+        o.Init(table.Bytes, table.Pos)
+        return {"activation": _ACTIVATIONS.get(o.FusedActivationFunction(), o.FusedActivationFunction())}
+    if name == "SOFTMAX":
+        o = schema.SoftmaxOptions()
+        o.Init(table.Bytes, table.Pos)
+        return {"beta": o.Beta()}
+    if name == "MEAN":
+        o = schema.ReducerOptions()
+        o.Init(table.Bytes, table.Pos)
+        return {"keep_dims": bool(o.KeepDims())}
+    return {}
+
+
+def _read_bytes(source) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "model bytes"
+    path = Path(os.fspath(source))
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+
+
+def inspect_tflite(source) -> TfliteInfo:
+    """Parse a .tflite model (bytes or a path) into a :class:`TfliteInfo`."""
+    data, what = _read_bytes(source)
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 16 or data[4:8] != b"TFL3":
+        raise ModelError(f"{what} is not a TFLite model (no TFL3 identifier)")
+    try:
+        return _parse(schema, data)
+    except ModelError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise ModelError(f"{what} is a damaged TFLite model ({type(exc).__name__} while reading it)") from None
+
+
+def _parse(schema, data: bytes) -> TfliteInfo:
+    model = schema.Model.GetRootAs(data, 0)
+    n_subgraphs = model.SubgraphsLength()
+    if n_subgraphs < 1:
+        raise ModelError("TFLite model has no subgraph")
+    graph = model.Subgraphs(0)
+    names = _op_name_table()
+
+    def buffer_nbytes(index: int) -> int:
+        if index <= 0 or index >= model.BuffersLength():
+            return 0
+        buf = model.Buffers(index)
+        offset, size = buf.Offset(), buf.Size()
+        if offset > 1:  # data stored after the flatbuffer (models over 2 GB)
+            if offset + size > len(data):
+                raise ModelError("TFLite model is truncated (buffer data past the end of the file)")
+            return int(size)
+        n = buf.DataLength()
+        if n:
+            # Touch the last byte so a truncated vector is caught here.
+            start = buf._tab.Vector(buf._tab.Offset(4))  # noqa: SLF001 - where the data vector starts
+            if start + n > len(data):
+                raise ModelError("TFLite model is truncated (buffer data past the end of the file)")
+        return int(n)
+
+    tensors: list[TensorInfo] = []
+    for i in range(graph.TensorsLength()):
+        t = graph.Tensors(i)
+        shape = tuple(int(v) for v in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        dtype, itemsize = _DTYPE_INFO.get(t.Type(), (f"type{t.Type()}", 1))
+        count = int(np.prod(shape)) if shape else 1
+        nbytes = (count + 1) // 2 if dtype == "int4" else count * itemsize
+        const_bytes = buffer_nbytes(t.Buffer())
+        q = t.Quantization()
+        scale, zero = (), ()
+        if q is not None:
+            if q.ScaleLength():
+                scale = tuple(float(v) for v in q.ScaleAsNumpy())
+            if q.ZeroPointLength():
+                zero = tuple(int(v) for v in q.ZeroPointAsNumpy())
+        name = t.Name()
+        tensors.append(TensorInfo(i, name.decode("utf-8", "replace") if name else "", shape, dtype,
+                                  nbytes, const_bytes > 0, scale, zero))
+
+    n_tensors = len(tensors)
+
+    def check_index(j: int) -> int:
+        j = int(j)
+        if j < -1 or j >= n_tensors:
+            raise ModelError(f"TFLite model refers to tensor {j} of {n_tensors}")
+        return j
+
+    ops: list[OpInfo] = []
+    for k in range(graph.OperatorsLength()):
+        op = graph.Operators(k)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            custom = code.CustomCode()
+            name = f"CUSTOM:{custom.decode('utf-8', 'replace') if custom else '?'}"
+        inputs = tuple(check_index(j) for j in (op.InputsAsNumpy() if op.InputsLength() else []))
+        outputs = tuple(check_index(j) for j in (op.OutputsAsNumpy() if op.OutputsLength() else []))
+        ops.append(OpInfo(name, inputs, outputs, _options(schema, op, name)))
+
+    graph_inputs = [check_index(j) for j in graph.InputsAsNumpy()] if graph.InputsLength() else []
+    graph_outputs = [check_index(j) for j in graph.OutputsAsNumpy()] if graph.OutputsLength() else []
+    if len(graph_inputs) != 1 or len(graph_outputs) != 1:
+        raise ModelError(f"expected one input and one output, the model has {len(graph_inputs)} and {len(graph_outputs)}")
+    tin, tout = tensors[graph_inputs[0]], tensors[graph_outputs[0]]
+
+    activation_bytes = plan_arena(tensors, ops, graph_inputs, graph_outputs)
+    channels = sum(tensors[op.outputs[0]].shape[-1] for op in ops
+                   if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.outputs and tensors[op.outputs[0]].shape)
+    used = {j for op in ops for j in op.inputs + op.outputs if j >= 0}
+    overhead = TENSOR_OVERHEAD_BYTES * len(used) + OP_OVERHEAD_BYTES * len(ops) + CHANNEL_OVERHEAD_BYTES * channels
+
+    return TfliteInfo(
+        size_bytes=len(data),
+        input_shape=tin.shape, input_dtype=tin.dtype,
+        input_scale=tin.scale[0] if tin.scale else 0.0, input_zero_point=tin.zero_point[0] if tin.zero_point else 0,
+        output_shape=tout.shape, output_dtype=tout.dtype,
+        output_scale=tout.scale[0] if tout.scale else 0.0, output_zero_point=tout.zero_point[0] if tout.zero_point else 0,
+        op_names=[op.name for op in ops], ops=ops, tensors=tensors,
+        param_bytes=sum(buffer_nbytes(b) for b in range(model.BuffersLength())),
+        activation_bytes=activation_bytes, overhead_bytes=overhead, arena_bytes=activation_bytes + overhead,
+        macs=count_macs(ops, tensors), n_subgraphs=n_subgraphs,
+    )
+
+
+def _align(n: int) -> int:
+    return (n + ARENA_ALIGNMENT - 1) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+
+
+def plan_arena(tensors, ops, graph_inputs, graph_outputs) -> int:
+    """Greedy, liveness-based placement of the activation tensors; returns the high-water mark."""
+    last_step = max(len(ops) - 1, 0)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for j in graph_inputs:
+        first[j] = 0
+        last[j] = 0
+    for step, op in enumerate(ops):
+        for j in op.outputs:
+            if j >= 0 and not tensors[j].is_constant:
+                first.setdefault(j, step)
+                last[j] = max(last.get(j, step), step)
+        for j in op.inputs:
+            if j >= 0 and not tensors[j].is_constant:
+                first.setdefault(j, step)
+                last[j] = max(last.get(j, step), step)
+    for j in graph_outputs:
+        last[j] = last_step
+    order = sorted(first, key=lambda j: (-tensors[j].nbytes, first[j], j))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    high = 0
+    for j in order:
+        size = _align(tensors[j].nbytes)
+        if size == 0:
+            continue
+        clashes = sorted((off, sz) for off, sz, f, l in placed if not (l < first[j] or f > last[j]))
+        offset = 0
+        for off, sz in clashes:
+            if offset + size <= off:
+                break
+            offset = max(offset, off + sz)
+        placed.append((offset, size, first[j], last[j]))
+        high = max(high, offset + size)
+    return high
+
+
+def count_macs(ops, tensors) -> int:
+    """Multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED ops."""
+    macs = 0
+    for op in ops:
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+            continue
+        weights = tensors[op.inputs[1]].shape
+        out = tensors[op.outputs[0]].shape
+        out_elems = int(np.prod(out)) if out else 0
+        if op.name == "CONV_2D":      # filter [out_c, kh, kw, in_c]
+            macs += out_elems * int(np.prod(weights[1:]))
+        elif op.name == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, out_c]
+            macs += out_elems * weights[1] * weights[2]
+        else:                         # weights [out, in]
+            macs += out_elems * weights[-1]
+    return int(macs)
