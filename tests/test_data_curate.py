@@ -126,6 +126,14 @@ def test_materialized_wavs_equal_render_and_render_many(source, tmp_path):
     out = _curate(source, tmp_path / "ds", materialize=True, keywords=["go"])
     ds = load_curated(out)
     assert all(r.wav == f"wav/{r.split}/{r.label}/{r.id}.wav" for r in ds.rows)
+    # the rows that were rendered are exactly the rows read back from the CSV
+    from kws_kit.data.curate import build_rows, noise_regions as regions_of
+    from kws_kit.data.scan import scan
+
+    opts = CurateOptions(keywords=["go"], sources=[str(source)], out="", materialize=True)
+    scanned = scan(opts.sources)
+    planned = build_rows(opts, scanned, regions_of(scanned.noise_files))
+    assert planned == ds.rows and all(r == r.normalised() for r in planned)
     rows = ds.rows
     batch = render_many(rows, workers=1)
     assert batch.shape == (len(rows), 16000) and batch.dtype == np.float32

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -185,6 +185,11 @@ def build_rows(opts: CurateOptions, scanned: ScanResult, regions: list[NoiseRegi
     pickers = {s: _NoisePicker([r for r in regions if r.split == s]) for s in SPLITS}
     rows: list[ManifestRow] = []
 
+    # Floats are rounded exactly as the CSV writes them (round() and "%.7f" agree), so the
+    # rows rendered now are the rows that load_curated() reads back.
+    def wav_path(split: str, label: str, row_id: str) -> str:
+        return f"wav/{split}/{label}/{row_id}.wav" if opts.materialize else ""
+
     def cap_for(split: str) -> int | None:
         if opts.max_per_class is None:
             return None
@@ -215,11 +220,12 @@ def build_rows(opts: CurateOptions, scanned: ScanResult, regions: list[NoiseRegi
                     if picker:
                         region, noise_offset = picker.pick(rng)
                         noise_path, source = region.path, region.source
+                    row_id = f"{split}-{label}-{k:05d}"
                     rows.append(
                         ManifestRow(
-                            f"{split}-{label}-{k:05d}", split, label, "", source, "", "", 0.0, 0.0,
-                            noise_path, noise_offset, None, gain, 0, "",
-                        ).normalised()
+                            row_id, split, label, "", source, "", "", 0.0, 0.0,
+                            noise_path, round(noise_offset, 7), None, gain, 0, wav_path(split, label, row_id),
+                        )
                     )
                 continue
             for k, clip in enumerate(per_label[label]):
@@ -230,11 +236,13 @@ def build_rows(opts: CurateOptions, scanned: ScanResult, regions: list[NoiseRegi
                     region, noise_offset = picker.pick(rng)
                     noise_path = region.path
                     snr = round(float(rng.uniform(*opts.snr_db)), 2)
+                row_id = f"{split}-{label}-{k:05d}"
                 rows.append(
                     ManifestRow(
-                        f"{split}-{label}-{k:05d}", split, label, clip.word, clip.source, clip.speaker, clip.path,
-                        clip.offset_s, clip.duration_s, noise_path, noise_offset, snr, gain, shift, "",
-                    ).normalised()
+                        row_id, split, label, clip.word, clip.source, clip.speaker, clip.path,
+                        round(clip.offset_s, 7), round(clip.duration_s, 7), noise_path, round(noise_offset, 7),
+                        snr, gain, shift, wav_path(split, label, row_id),
+                    )
                 )
     return rows
 
@@ -361,7 +369,6 @@ def curate(opts: CurateOptions) -> Path:
     with atomic.output_dir(out, overwrite=opts.overwrite, what="output folder") as tmp:
         failed: dict[str, str] = {}
         if opts.materialize:
-            rows = [_with_wav(r) for r in rows]
             failed = materialize(rows, tmp, opts.workers)
             if failed:
                 progress.warn(f"{len(failed)} examples could not be rendered and were left out (see report.md)")
@@ -411,10 +418,6 @@ def curate(opts: CurateOptions) -> Path:
         f"test {totals['test']}; {len(scanned.rejected)} files rejected, see report.md)"
     )
     return out
-
-
-def _with_wav(row: ManifestRow) -> ManifestRow:
-    return replace(row, wav=f"wav/{row.split}/{row.label}/{row.id}.wav")
 
 
 def parse_range(text: str, what: str) -> tuple[float, float]:

@@ -25,6 +25,7 @@ from .. import audio_io, progress
 from ..errors import AudioError, DataError
 from . import own, speech_commands, wavfile
 from .common import (
+    NOHASH,
     NOISE_FOLDERS,
     SPLITS,
     Clip,
@@ -65,23 +66,25 @@ def detect_kind(root: Path) -> str:
     return "own"
 
 
-def _audio_files(folder: Path, max_depth: int) -> list[Path]:
-    out = []
+def _audio_files(folder: Path, max_depth: int) -> list[str]:
+    """Audio file paths (strings: pathlib is slow over thousands of files) up to ``max_depth`` deep, sorted."""
+    out: list[str] = []
+    base_depth = str(folder).rstrip(os.sep).count(os.sep)
     for dirpath, dirnames, filenames in os.walk(folder):
-        depth = len(Path(dirpath).relative_to(folder).parts)
+        depth = dirpath.rstrip(os.sep).count(os.sep) - base_depth
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and depth + 1 < max_depth)
-        out += [Path(dirpath) / f for f in filenames if audio_io.is_audio_name(f) and not f.startswith(".")]
+        out += [os.path.join(dirpath, f) for f in filenames if audio_io.is_audio_name(f) and not f.startswith(".")]
     return sorted(out)
 
 
-def _header(path: Path) -> tuple[float | None, str | None]:
+def _header(path: str) -> tuple[float | None, str | None]:
     """(duration_s, None) from the header, or (None, reason) when unusable. Never decodes."""
     plain = wavfile.header_duration(path)
     if plain is not None:
         rate, _, frames = plain
     else:
         try:
-            info = sf.info(str(path))
+            info = sf.info(path)
         except Exception as exc:  # soundfile raises several types for bad files
             reason = " ".join(str(exc).split()).rsplit(":", 1)[-1].strip() or type(exc).__name__
             return None, f"not a readable audio file ({reason})"
@@ -103,32 +106,36 @@ def _scan_word_folder(folder: Path, word: str, label: str, result: ScanResult) -
         if problem is None and duration < MIN_CLIP_S:
             problem = f"too short ({duration * 1000:.0f} ms)"
         if problem:
-            result.rejected.append(Rejected(str(path), problem, label))
+            result.rejected.append(Rejected(path, problem, label))
             continue
-        speaker = speaker_from_path(path, folder)
+        name = os.path.basename(path)
+        if NOHASH in name and not name.startswith(NOHASH):
+            speaker = name.split(NOHASH, 1)[0]  # the common case, without pathlib
+        else:
+            speaker = speaker_from_path(Path(path), folder)
         if duration <= own.LONG_RECORDING_S:
-            clips.append(Clip(str(path), word, speaker, label, 0.0, duration))
+            clips.append(Clip(path, word, speaker, label, 0.0, duration))
             continue
         try:
             windows = own.cut_long_recording(path)
         except AudioError as exc:
-            result.rejected.append(Rejected(str(path), exc.one_line().split(": ", 1)[-1], label))
+            result.rejected.append(Rejected(path, exc.one_line().split(": ", 1)[-1], label))
             continue
         if not windows:
-            result.rejected.append(Rejected(str(path), f"no utterance found in a {duration:.1f} s recording", label))
+            result.rejected.append(Rejected(path, f"no utterance found in a {duration:.1f} s recording", label))
             continue
-        clips += [Clip(str(path), word, speaker, label, off, dur, cut=True) for off, dur in windows]
+        clips += [Clip(path, word, speaker, label, off, dur, cut=True) for off, dur in windows]
     return clips
 
 
-def _scan_noise(paths: list[Path], label: str, result: ScanResult) -> list[NoiseFile]:
+def _scan_noise(paths: list[str], label: str, result: ScanResult) -> list[NoiseFile]:
     out = []
     for path in paths:
         duration, problem = _header(path)
         if problem:
-            result.rejected.append(Rejected(str(path), f"noise file: {problem}", label))
+            result.rejected.append(Rejected(path, f"noise file: {problem}", label))
             continue
-        out.append(NoiseFile(str(path), label, duration))
+        out.append(NoiseFile(path, label, duration))
     return out
 
 
@@ -170,9 +177,10 @@ def _official_splits(root: Path, clips: list[Clip]) -> tuple[list[str], str] | N
         return None
     folder, where = found
     membership = speech_commands.read_split_lists(folder)
+    prefix = len(str(root).rstrip(os.sep)) + 1
     splits = []
     for c in clips:
-        relative = Path(c.path).relative_to(root).as_posix()
+        relative = c.path[prefix:].replace(os.sep, "/")
         splits.append(membership.get(relative, "train"))
     return splits, where
 

@@ -18,18 +18,21 @@ _PCM, _FLOAT = 1, 3
 
 
 def _chunks(f, file_size: int):
-    """Yield (chunk id, body offset, declared size) of a RIFF/WAVE file, or nothing if it is not one."""
-    head = f.read(12)
+    """Yield (chunk id, body offset, declared size, first bytes of the body) of a RIFF/WAVE file."""
+    head = f.read(512)  # usually holds every chunk header up to the samples: one read
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return
     position = 12
     while position + 8 <= file_size:
-        f.seek(position)
-        header = f.read(8)
-        if len(header) < 8:
-            return
-        size = int.from_bytes(header[4:], "little")
-        yield header[:4], position + 8, size
+        if position + 24 <= len(head):
+            header = head[position : position + 24]
+        else:
+            f.seek(position)
+            header = f.read(24)
+            if len(header) < 8:
+                return
+        size = int.from_bytes(header[4:8], "little")
+        yield header[:4], position + 8, size, header[8:]
         position += 8 + size + (size & 1)
 
 
@@ -43,13 +46,11 @@ def header_duration(path: str | os.PathLike) -> tuple[int, int, int] | None:
         with open(path, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
             fmt = None
-            for chunk_id, body, size in _chunks(f, file_size):
+            for chunk_id, body, size, first in _chunks(f, file_size):
                 if chunk_id == b"fmt ":
-                    f.seek(body)
-                    data = f.read(16)
-                    if size < 16 or len(data) < 16:
+                    if size < 16 or len(first) < 16:
                         return None
-                    tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", data)
+                    tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", first[:16])
                     plain = (tag == _PCM and bits in (8, 16, 24, 32)) or (tag == _FLOAT and bits in (32, 64))
                     if not plain or channels < 1 or rate < 1 or block_align != channels * bits // 8:
                         return None
