@@ -128,20 +128,23 @@ class _NoisePicker:
 
     def __init__(self, regions: list[NoiseRegion]):
         self.regions = regions
-        lengths = np.array([r.end_s - r.start_s for r in regions], dtype=np.float64)
-        self.cumulative = np.cumsum(lengths)
+        self.start_s = np.array([r.start_s for r in regions], dtype=np.float64)
+        self.end_s = np.array([r.end_s for r in regions], dtype=np.float64)
+        self.cumulative = np.cumsum(self.end_s - self.start_s)
 
     def __bool__(self) -> bool:
         return bool(self.regions)
 
-    def pick(self, rng: np.random.Generator) -> tuple[NoiseRegion, float]:
-        u = rng.random() * self.cumulative[-1]
-        region = self.regions[min(int(np.searchsorted(self.cumulative, u, side="right")), len(self.regions) - 1)]
-        start = int(round(region.start_s * SAMPLE_RATE))
-        end = int(round(region.end_s * SAMPLE_RATE))
-        last_start = max(start, end - CLIP_SAMPLES)
-        offset = int(rng.integers(start, last_start + 1))
-        return region, offset / SAMPLE_RATE
+    def pick(self, rng: np.random.Generator, n: int) -> tuple[list[NoiseRegion], list[float]]:
+        """``n`` random (region, offset_s) pairs, drawn in one go."""
+        if n == 0:
+            return [], []
+        u = rng.random(n) * self.cumulative[-1]
+        index = np.minimum(np.searchsorted(self.cumulative, u, side="right"), len(self.regions) - 1)
+        start = np.round(self.start_s[index] * SAMPLE_RATE).astype(np.int64)
+        end = np.round(self.end_s[index] * SAMPLE_RATE).astype(np.int64)
+        offsets = rng.integers(start, np.maximum(start, end - CLIP_SAMPLES) + 1)
+        return [self.regions[i] for i in index], [round(int(o) / SAMPLE_RATE, 7) for o in offsets]
 
 
 def _even_quotas(available: dict[str, int], total: int, rng: np.random.Generator) -> dict[str, int]:
@@ -211,37 +214,43 @@ def build_rows(opts: CurateOptions, scanned: ScanResult, regions: list[NoiseRegi
         per_label[UNKNOWN] = [c for w in others for c in _sample(by_split_word[(split, w)], quotas[w], rng)]
         picker = pickers[split]
         for label in labels:
+            # All random draws of a class happen in one go, in a fixed order.
             if label == SILENCE:
-                for k in range(n_silence):
-                    near_digital_silence = rng.random() < NEAR_SILENCE_SHARE
-                    low, high = (-70.0, -50.0) if near_digital_silence else opts.silence_gain_db
-                    gain = round(float(rng.uniform(low, high)), 2)
-                    noise_path, noise_offset, source = "", 0.0, ""
-                    if picker:
-                        region, noise_offset = picker.pick(rng)
-                        noise_path, source = region.path, region.source
+                n = n_silence
+                near_digital_silence = rng.random(n) < NEAR_SILENCE_SHARE
+                gains = np.where(near_digital_silence, rng.uniform(-70.0, -50.0, n), rng.uniform(*opts.silence_gain_db, n))
+                regions_, offsets = picker.pick(rng, n) if picker else ([None] * n, [0.0] * n)
+                for k in range(n):
                     row_id = f"{split}-{label}-{k:05d}"
+                    region = regions_[k]
                     rows.append(
                         ManifestRow(
-                            row_id, split, label, "", source, "", "", 0.0, 0.0,
-                            noise_path, round(noise_offset, 7), None, gain, 0, wav_path(split, label, row_id),
+                            row_id, split, label, "", region.source if region else "", "", "", 0.0, 0.0,
+                            region.path if region else "", offsets[k], None, round(float(gains[k]), 2), 0,
+                            wav_path(split, label, row_id),
                         )
                     )
                 continue
-            for k, clip in enumerate(per_label[label]):
-                gain = round(float(rng.uniform(*opts.gain_db)), 2)
-                shift = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
-                noise_path, noise_offset, snr = "", 0.0, None
-                if picker and rng.random() < opts.noise_prob:
-                    region, noise_offset = picker.pick(rng)
-                    noise_path = region.path
-                    snr = round(float(rng.uniform(*opts.snr_db)), 2)
+            clips = per_label[label]
+            n = len(clips)
+            gains = rng.uniform(*opts.gain_db, n)
+            shifts = rng.integers(-max_shift, max_shift + 1, n) if max_shift else np.zeros(n, dtype=np.int64)
+            noisy = (rng.random(n) < opts.noise_prob) if picker else np.zeros(n, dtype=bool)
+            regions_, offsets = picker.pick(rng, int(noisy.sum())) if picker else ([], [])
+            snrs = rng.uniform(*opts.snr_db, len(regions_))
+            noise_index = np.cumsum(noisy) - 1
+            for k, clip in enumerate(clips):
                 row_id = f"{split}-{label}-{k:05d}"
+                if noisy[k]:
+                    j = noise_index[k]
+                    noise_path, noise_offset, snr = regions_[j].path, offsets[j], round(float(snrs[j]), 2)
+                else:
+                    noise_path, noise_offset, snr = "", 0.0, None
                 rows.append(
                     ManifestRow(
                         row_id, split, label, clip.word, clip.source, clip.speaker, clip.path,
-                        round(clip.offset_s, 7), round(clip.duration_s, 7), noise_path, round(noise_offset, 7),
-                        snr, gain, shift, wav_path(split, label, row_id),
+                        round(clip.offset_s, 7), round(clip.duration_s, 7), noise_path, noise_offset,
+                        snr, round(float(gains[k]), 2), int(shifts[k]), wav_path(split, label, row_id),
                     )
                 )
     return rows
