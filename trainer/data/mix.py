@@ -12,6 +12,7 @@ then "spawn", since forking TensorFlow's threads can deadlock the child).
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import os
 import struct
@@ -168,10 +169,21 @@ def wav_bytes(pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
 # --------------------------------------------------------------------------- many rows
 
 
-def _render_job(rows: list[ManifestRow], out_root: str | None) -> tuple[np.ndarray | None, list[tuple[int, str]]]:
-    """Worker: render a batch; write WAVs under ``out_root`` (then return no audio)."""
+# Output of render_many in a forked pool: an anonymous shared mapping created before the
+# workers are forked, so they write their rows in place instead of pickling them back.
+_SHARED_OUT: np.ndarray | None = None
+
+
+def _render_job(
+    rows: list[ManifestRow], out_root: str | None, start: int = 0
+) -> tuple[np.ndarray | None, list[tuple[int, str]]]:
+    """Worker: render a batch; write WAVs under ``out_root``, or rows into the shared
+    output, or return the int16 samples."""
     pcm, failures = render_batch_int16(rows, skip_errors=out_root is not None)
     if out_root is None:
+        if _SHARED_OUT is not None:
+            np.multiply(pcm, np.float32(1.0 / 32768.0), out=_SHARED_OUT[start : start + len(rows)], casting="unsafe")
+            return None, failures
         return pcm, failures
     failed = {i for i, _ in failures}
     made: set[str] = set()
@@ -204,7 +216,7 @@ def _pool_context():
     return multiprocessing.get_context("spawn")
 
 
-def _run(rows: list[ManifestRow], workers: int | None, out_root: str | None, description: str):
+def _run(rows: list[ManifestRow], workers: int | None, out_root: str | None, description: str, context=None):
     """Render ``rows`` in batches; yields (start index, pcm or None, failures) per batch."""
     batches = [(i, rows[i : i + BATCH]) for i in range(0, len(rows), BATCH)]
     workers = default_workers() if workers is None else max(1, int(workers))
@@ -212,13 +224,13 @@ def _run(rows: list[ManifestRow], workers: int | None, out_root: str | None, des
         with progress.make_progress() as bar:
             task = bar.add_task(description, total=len(rows))
             for start, batch in batches:
-                pcm, failures = _render_job(batch, out_root)
+                pcm, failures = _render_job(batch, out_root, start)
                 bar.advance(task, len(batch))
                 yield start, pcm, failures
         return
     # The pool starts before the progress bar's refresh thread exists (fork copies no running threads).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        futures = {pool.submit(_render_job, batch, out_root): (start, len(batch)) for start, batch in batches}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context or _pool_context()) as pool:
+        futures = {pool.submit(_render_job, batch, out_root, start): (start, len(batch)) for start, batch in batches}
         with progress.make_progress() as bar:
             task = bar.add_task(description, total=len(rows))
             for future in as_completed(futures):
@@ -230,10 +242,25 @@ def _run(rows: list[ManifestRow], workers: int | None, out_root: str | None, des
 
 def render_many(rows: Sequence[ManifestRow], workers: int | None = None) -> np.ndarray:
     """Render rows to float32 (N, 16000), over ``workers`` processes (default: up to 2)."""
+    global _SHARED_OUT
     rows = list(rows)
-    out = np.empty((len(rows), CLIP_SAMPLES), dtype=np.float32)
-    for start, pcm, _ in _run(rows, workers, None, "rendering"):
-        np.multiply(pcm, np.float32(1.0 / 32768.0), out=out[start : start + len(pcm)], casting="unsafe")
+    shape = (len(rows), CLIP_SAMPLES)
+    context = _pool_context()
+    pooled = (default_workers() if workers is None else workers) > 1 and len(rows) >= SERIAL_BELOW
+    if pooled and context.get_start_method() == "fork":
+        # The array keeps the mapping alive; no copy is made when the workers are done.
+        out = np.frombuffer(mmap.mmap(-1, shape[0] * shape[1] * 4), dtype=np.float32).reshape(shape)
+        _SHARED_OUT = out
+        try:
+            for _ in _run(rows, workers, None, "rendering", context):
+                pass
+        finally:
+            _SHARED_OUT = None
+        return out
+    out = np.empty(shape, dtype=np.float32)
+    for start, pcm, _ in _run(rows, workers, None, "rendering", context):
+        if pcm is not None:
+            np.multiply(pcm, np.float32(1.0 / 32768.0), out=out[start : start + len(pcm)], casting="unsafe")
     return out
 
 
