@@ -244,3 +244,14 @@ def test_fast_pcm16_reader_equals_general_loader(tmp_path):
         assert fast is not None and np.array_equal(fast, audio_io.load(path, 16000, offset, duration))
     assert wavfile.read_pcm16_mono(str(write_audio(tmp_path / "b.wav", x, sr=8000)), 16000, 0, None) is None
     assert wavfile.read_pcm16_mono(str(write_audio(tmp_path / "c.wav", x, subtype="PCM_24")), 16000, 0, None) is None
+
+
+def test_scan_command_summarises_a_folder(word_folder, capsys):
+    from kws_kit.cli import main
+
+    src = word_folder(words={"go": 1, "stop": 1}, speakers=[f"s{i}" for i in range(12)])
+    (src / "go" / "bad_nohash_0.wav").write_text("nope")
+    assert main(["data", "scan", "--source", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert f"{src}: speech_commands, 24 clips, 1 noise files, 1 rejected, split: speaker-hash" in out
+    assert "words: go (12), stop (12)" in out and "rejected " in out and "bad_nohash_0.wav" in out
