@@ -1,0 +1,33 @@
+"""Import TensorFlow/Keras quietly and reproducibly (only when a command needs them)."""
+
+from __future__ import annotations
+
+import os
+
+
+def quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN reorders float sums between runs; off keeps training reproducible (and quiet).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+
+
+def keras():
+    quiet()
+    import keras as _keras
+
+    return _keras
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same data order, same initial weights, same result (on CPU)."""
+    quiet()
+    import keras as _keras
+    import tensorflow as tf
+
+    _keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # older TF: best effort
+        pass
