@@ -26,7 +26,9 @@ from .progress import info, track, warn
 
 def predict_float_keras(model, x: np.ndarray) -> np.ndarray:
     """Class probabilities from a Keras model for features (N, frames, coeffs)."""
-    return np.asarray(model.predict(x[..., None], batch_size=256, verbose=0), dtype=np.float32)
+    from .train import predict
+
+    return predict(model, x[..., None]).astype(np.float32)
 
 
 def quantize_inputs(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

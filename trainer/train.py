@@ -232,6 +232,19 @@ class TrainBatches:
             yield feats[..., None], prep.y_train[idx]
 
 
+def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities, calling the model directly (no tf.data pipeline per call)."""
+    out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def evaluate_model(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy."""
+    p = predict(model, x)
+    loss = float(np.mean(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0))))
+    return loss, float(np.mean(p.argmax(axis=1) == y))
+
+
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     present = counts > 0
@@ -352,9 +365,10 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
 
         atomic.write_text(run_dir / "frontend.json", json.dumps(spec_to_bundle_json(spec), indent=1))
         atomic.write_text(run_dir / "state.json", json.dumps(state, indent=2))
-    if state.get("done"):
-        info(f"run {run_dir} already finished at epoch {state['epoch']}; nothing to do")
+    if state.get("done") and state["epoch"] >= cfg.epochs:
+        info(f"run {run_dir} already finished at epoch {state['epoch']}; pass a larger --epochs to continue it")
         return state
+    state["done"] = False
 
     frontend = Frontend(spec)
     prep = prepare(ds, spec, cfg)
@@ -387,7 +401,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
             for x, y in batches.epoch(epoch):
                 logs = model.train_on_batch(x, y, sample_weight=sample_weight_of[y], return_dict=True)
                 progress.advance(task)
-            val_loss, val_acc = model.evaluate(x_val, prep.y_val, batch_size=256, verbose=0)
+            val_loss, val_acc = evaluate_model(model, x_val, prep.y_val)
             row = {
                 "epoch": epoch,
                 "loss": float(logs["loss"]),
