@@ -303,7 +303,14 @@ def _stream_eval(bundle, ev: EvalData, minutes: float, target: float, seed: int,
     for label, clip in ev.keyword_clips:
         keyword_clips.setdefault(label, []).append(clip)
     info(f"building a {minutes:g}-minute test stream")
-    stream = streaming.build_stream(keyword_clips, ev.unknown_clips, noise, duration_s=minutes * 60.0, seed=seed)
+    stream = streaming.build_stream(
+        keyword_clips,
+        ev.unknown_clips,
+        noise,
+        duration_s=minutes * 60.0,
+        seed=seed,
+        noise_dbfs=speech_level_dbfs([c for _, c in ev.keyword_clips]) - STREAM_MEAN_SNR_DB,
+    )
     frontend = Frontend(bundle.spec())
     rec = bundle.recognizer
     info("scoring the stream with the int8 model")
@@ -324,6 +331,24 @@ def _stream_eval(bundle, ev: EvalData, minutes: float, target: float, seed: int,
         "threshold_for_target": None if chosen is None else chosen.threshold,
         "sweep": [list(map(float, p)) for p in sweep],
     }
+
+
+# Words in the stream keep about their recorded loudness (the front end has no gain
+# normalisation, so a stream much quieter than the training clips would test a level
+# mismatch, not the model); the background sits this far below the median word.
+STREAM_MEAN_SNR_DB = 12.5
+
+
+def speech_level_dbfs(clips: list[np.ndarray]) -> float:
+    """Median RMS level of the active part (within 30 dB of the peak frame) of the clips."""
+    from . import streaming
+
+    levels = []
+    for clip in clips:
+        active = streaming._trim_active(np.asarray(clip, dtype=np.float32), audio_io.SAMPLE_RATE, 30.0)
+        if active is not None:
+            levels.append(20.0 * np.log10(max(streaming._rms(active), 1e-9)))
+    return float(np.median(levels)) if levels else -30.0
 
 
 def recognizer_params(rec: dict) -> dict:

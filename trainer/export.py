@@ -64,9 +64,12 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, *, representative
     rep_rows = representative_rows(ds.rows_for("train"), representative, cfg["seed"])
     rep = features_for_rows(rep_rows, spec)
     info(f"quantising to int8 with {len(rep)} representative examples")
-    tflite = to_int8_tflite(model, rep, min_samples=MIN_REPRESENTATIVE)
+    from .tfenv import silenced
+
+    with silenced():
+        tflite = to_int8_tflite(model, rep, min_samples=MIN_REPRESENTATIVE)
+        float_bytes = float_tflite(model)
     tinfo = inspect_tflite(tflite)
-    float_bytes = float_tflite(model)
 
     test_rows = ds.rows_for("test") or ds.rows_for("validation")
     split = "test" if ds.rows_for("test") else "validation"

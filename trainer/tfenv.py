@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 
 
 def quiet() -> None:
@@ -31,3 +34,33 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
     except Exception:  # older TF: best effort
         pass
+
+
+@contextlib.contextmanager
+def silenced():
+    """Hide what the TFLite converter prints (to Python's and C's stdout/stderr).
+
+    Conversion errors still surface as exceptions; only chatter is dropped.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+            except OSError:
+                pass
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)

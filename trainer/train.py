@@ -34,7 +34,7 @@ class TrainConfig:
     data: str
     model: str
     epochs: int = 40
-    batch_size: int = 64
+    batch_size: int = 32
     learning_rate: float = 3e-3
     seed: int = 0
     patience: int = 10
@@ -397,15 +397,19 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches))
             model.reset_metrics()
-            logs = {}
+            seen = loss_sum = correct = 0.0
             for x, y in batches.epoch(epoch):
                 logs = model.train_on_batch(x, y, sample_weight=sample_weight_of[y], return_dict=True)
+                # train_on_batch reports the batch alone; keep epoch averages ourselves.
+                seen += len(y)
+                loss_sum += float(logs["loss"]) * len(y)
+                correct += float(logs["accuracy"]) * len(y)
                 progress.advance(task)
             val_loss, val_acc = evaluate_model(model, x_val, prep.y_val)
             row = {
                 "epoch": epoch,
-                "loss": float(logs["loss"]),
-                "accuracy": float(logs["accuracy"]),
+                "loss": loss_sum / seen,
+                "accuracy": correct / seen,
                 "val_loss": float(val_loss),
                 "val_accuracy": float(val_acc),
             }

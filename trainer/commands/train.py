@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
             "default", "--model", help="Zoo model name (`kws-kit models` lists them); 'default' = the recommended one."
         ),
         epochs: int = typer.Option(40, min=1, help="Maximum epochs (early stopping may end sooner)."),
-        batch_size: int = typer.Option(64, min=1, help="Examples per training step."),
+        batch_size: int = typer.Option(32, min=1, help="Examples per training step."),
         learning_rate: float = typer.Option(3e-3, help="Initial learning rate (cosine decay)."),
         patience: int = typer.Option(10, min=1, help="Stop after this many epochs without validation improvement."),
         seed: int = typer.Option(0, help="Seed for weights, shuffling and augmentation: same seed, same run."),
