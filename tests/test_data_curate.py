@@ -156,6 +156,8 @@ def test_render_many_with_worker_processes_matches_serial(source, tmp_path, monk
 
     if tensorflow_loaded:  # the pool must then use "spawn", never fork TensorFlow's threads
         monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    else:  # other tests in this process may have imported TensorFlow already
+        monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     assert mix._pool_context().get_start_method() == ("spawn" if tensorflow_loaded else "fork")
     ds = load_curated(_curate(source, tmp_path / "ds", keywords=["go", "stop", "up"]))
     rows = ds.rows
