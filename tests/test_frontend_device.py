@@ -1,7 +1,7 @@
 """The board front end (device/kwsrt/frontend.py) against the golden vectors.
 
 Under CPython (numpy, float32 arrays) always; under a MicroPython build with ulab
-when KWS_MICROPYTHON_ULAB names one (the stock `micropython` has no ulab).
+when KWS_MICROPYTHON names one (the stock `micropython` has no ulab).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(not os.environ.get("KWS_MICROPYTHON_ULAB"), reason="set KWS_MICROPYTHON_ULAB to a micropython with ulab")
+@pytest.mark.skipif(not os.environ.get("KWS_MICROPYTHON"), reason="set KWS_MICROPYTHON to a micropython with ulab")
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_under_micropython_ulab(name, committed, tmp_path):
     arrays, manifest = committed
@@ -171,7 +171,7 @@ def test_under_micropython_ulab(name, committed, tmp_path):
     for case in manifest["cases"]:
         (tmp_path / "pcm.bin").write_bytes(arrays[f"{case}.pcm"].astype("<i2").tobytes())
         result = subprocess.run(
-            [os.environ["KWS_MICROPYTHON_ULAB"], "-X", "heapsize=4M", str(tmp_path / "run.py"), str(DEVICE_MODULE.parent),
+            [os.environ["KWS_MICROPYTHON"], "-X", "heapsize=4M", str(tmp_path / "run.py"), str(DEVICE_MODULE.parent),
              str(tmp_path / "frontend.json"), str(tmp_path / "q.json"), str(tmp_path / "pcm.bin")],
             capture_output=True, text=True, timeout=120,
         )
