@@ -221,18 +221,6 @@ def _raw_clip(path, offset, duration) -> np.ndarray:
     return audio_io.fit_length(x, audio_io.SAMPLE_RATE)
 
 
-def synthetic_noise(seconds: float, seed: int) -> np.ndarray:
-    """Quiet pink-ish noise for streams when the data has no background recordings."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * audio_io.SAMPLE_RATE)
-    white = rng.standard_normal(n).astype(np.float32)
-    spectrum = np.fft.rfft(white)
-    f = np.arange(len(spectrum), dtype=np.float32)
-    f[0] = 1.0
-    pink = np.fft.irfft(spectrum / np.sqrt(f), n).astype(np.float32)
-    return pink / (np.abs(pink).max() + 1e-9) * 0.05
-
-
 # ---------------------------------------------------------------------------
 # The command
 
@@ -298,7 +286,9 @@ def _stream_eval(bundle, ev: EvalData, minutes: float, target: float, seed: int,
     noise = ev.noise
     if not noise:
         warn("no held-out background noise: building the stream over synthetic pink noise")
-        noise = [synthetic_noise(120.0, seed)]
+        from .data.synth import generated_noise
+
+        noise = [generated_noise("pink", 120.0, seed)]
     keyword_clips: dict[str, list[np.ndarray]] = {}
     for label, clip in ev.keyword_clips:
         keyword_clips.setdefault(label, []).append(clip)
