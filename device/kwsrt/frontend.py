@@ -136,11 +136,12 @@ class StreamingFrontend:
         return self.frames_done >= self.n_frames
 
     def push(self, samples):
-        """Add int16 samples (ulab/numpy array, list, array('h') or little-endian bytes).
+        """Add int16 samples (ulab/numpy array, list, array('h'), little-endian bytes or a memoryview of them).
 
         Returns how many new frames were computed (one per hop once warmed up).
         """
-        if not hasattr(samples, "shape"):
+        # A CPython memoryview has .shape too but must be read as int16 bytes.
+        if not hasattr(samples, "shape") or isinstance(samples, memoryview):
             if isinstance(samples, (list, tuple)):
                 samples = np.array(samples, dtype=FLOAT)
             else:
