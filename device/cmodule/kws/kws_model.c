@@ -1,0 +1,809 @@
+/* TFLite flatbuffer reader, validator and arena planner.
+ *
+ * The model bytes are untrusted: every read goes through a helper that checks
+ * the position against the buffer length first (vtables, offsets, vector
+ * lengths, strings are all checked), loops only run over counts that were
+ * checked against the bytes that hold them, and every shape is validated
+ * before a kernel can see it. Reads are byte-wise little-endian, so the model
+ * may sit at any alignment.
+ */
+#include <stdarg.h>
+#include <string.h>
+#include <math.h>
+#include "kws_internal.h"
+
+#define MAX_TENSORS 4096
+#define MAX_OPS 1024
+#define MAX_DIM (1 << 16)
+#define MAX_ELEMS (1 << 24)
+
+enum { OPT_CONV = 1, OPT_DW = 2, OPT_POOL = 5, OPT_FC = 8, OPT_SOFTMAX = 9, OPT_ADD = 11, OPT_RESHAPE = 17, OPT_REDUCER = 27 };
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    kws_error *err;
+    int failed;
+    uint8_t *arena;
+    size_t arena_size, head, tail;
+} ctx_t;
+
+typedef struct { size_t pos, vt; uint32_t vsize, tsize; } table_t;
+typedef struct { size_t start; uint32_t count; } vec_t;
+
+/* -- messages (a tiny formatter: %s %d %u %z, so no stdio is linked) -- */
+
+static size_t put_str(char *dst, size_t at, size_t cap, const char *s) {
+    while (*s && at + 1 < cap) dst[at++] = *s++;
+    return at;
+}
+
+static size_t put_num(char *dst, size_t at, size_t cap, unsigned long v, int negative) {
+    char tmp[24];
+    int n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 23);
+    if (negative && at + 1 < cap) dst[at++] = '-';
+    while (n > 0 && at + 1 < cap) dst[at++] = tmp[--n];
+    return at;
+}
+
+static void set_error(kws_error *err, int code, const char *fmt, ...) {
+    if (!err) return;
+    va_list ap;
+    size_t at = 0, cap = sizeof(err->message);
+    va_start(ap, fmt);
+    for (const char *f = fmt; *f && at + 1 < cap; ++f) {
+        if (*f != '%' || !f[1]) { err->message[at++] = *f; continue; }
+        ++f;
+        if (*f == 's') at = put_str(err->message, at, cap, va_arg(ap, const char *));
+        else if (*f == 'd') { int v = va_arg(ap, int); at = put_num(err->message, at, cap, v < 0 ? 0UL - (unsigned long)v : (unsigned long)v, v < 0); }
+        else if (*f == 'u') at = put_num(err->message, at, cap, va_arg(ap, unsigned), 0);
+        else if (*f == 'z') at = put_num(err->message, at, cap, (unsigned long)va_arg(ap, size_t), 0);
+        else err->message[at++] = *f;
+    }
+    va_end(ap);
+    err->message[at] = 0;
+    err->code = code;
+}
+
+#define FAIL(c, code, ...) do { if (!(c)->failed) { (c)->failed = 1; set_error((c)->err, code, __VA_ARGS__); } return 0; } while (0)
+#define BAD(c, what) FAIL(c, KWS_ERR_FORMAT, "damaged TFLite model (%s)", what)
+
+/* -- bounds-checked flatbuffer access -- */
+
+static inline uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline float rdf32(const uint8_t *p) { uint32_t u = rd32(p); float f; memcpy(&f, &u, 4); return f; }
+
+static inline int in_range(const ctx_t *c, size_t off, size_t len) { return off <= c->n && len <= c->n - off; }
+
+static int table_at(ctx_t *c, size_t pos, table_t *t) {
+    if (!in_range(c, pos, 4)) BAD(c, "table outside the file");
+    int64_t vt = (int64_t)pos - (int64_t)(int32_t)rd32(c->p + pos);
+    if (vt < 0 || !in_range(c, (size_t)vt, 4)) BAD(c, "vtable outside the file");
+    t->pos = pos;
+    t->vt = (size_t)vt;
+    t->vsize = rd16(c->p + t->vt);
+    t->tsize = rd16(c->p + t->vt + 2);
+    if (t->vsize < 4 || (t->vsize & 1) || !in_range(c, t->vt, t->vsize)) BAD(c, "bad vtable");
+    if (t->tsize < 4 || !in_range(c, pos, t->tsize)) BAD(c, "table runs past the end");
+    return 1;
+}
+
+/* Position of field idx (width bytes), 0 if absent or on error (c->failed). */
+static size_t field(ctx_t *c, const table_t *t, int idx, size_t width) {
+    size_t voff = 4 + 2 * (size_t)idx;
+    if (c->failed || voff + 2 > t->vsize) return 0;
+    uint32_t fo = rd16(c->p + t->vt + voff);
+    if (fo == 0) return 0;
+    if (fo < 4 || fo + width > t->tsize) { BAD(c, "field outside its table"); }
+    return t->pos + fo;
+}
+
+static uint32_t get_u32(ctx_t *c, const table_t *t, int idx, uint32_t dflt) {
+    size_t at = field(c, t, idx, 4);
+    return at ? rd32(c->p + at) : dflt;
+}
+static int32_t get_i32(ctx_t *c, const table_t *t, int idx, int32_t dflt) {
+    return (int32_t)get_u32(c, t, idx, (uint32_t)dflt);
+}
+static uint32_t get_u8(ctx_t *c, const table_t *t, int idx, uint32_t dflt) {
+    size_t at = field(c, t, idx, 1);
+    return at ? c->p[at] : dflt;
+}
+static float get_f32(ctx_t *c, const table_t *t, int idx, float dflt) {
+    size_t at = field(c, t, idx, 4);
+    return at ? rdf32(c->p + at) : dflt;
+}
+
+/* Absolute position of the object an offset field refers to; 0 if absent. */
+static size_t get_ref(ctx_t *c, const table_t *t, int idx) {
+    size_t at = field(c, t, idx, 4);
+    if (!at) return 0;
+    uint32_t rel = rd32(c->p + at);
+    if (rel == 0 || !in_range(c, at, (size_t)rel) || !in_range(c, at + rel, 4)) BAD(c, "offset outside the file");
+    return at + rel;
+}
+
+/* Vector field: absent gives count 0. */
+static int get_vec(ctx_t *c, const table_t *t, int idx, size_t elem, vec_t *v) {
+    v->start = 0;
+    v->count = 0;
+    size_t at = get_ref(c, t, idx);
+    if (c->failed) return 0;
+    if (!at) return 1;
+    v->count = rd32(c->p + at);
+    v->start = at + 4;
+    if (elem && (size_t)v->count > (c->n - v->start) / elem) BAD(c, "vector runs past the end");
+    return 1;
+}
+
+static int vec_table(ctx_t *c, const vec_t *v, uint32_t i, table_t *t) {
+    if (i >= v->count) BAD(c, "index past a vector");
+    size_t at = v->start + 4 * (size_t)i;
+    uint32_t rel = rd32(c->p + at);
+    if (!in_range(c, at, (size_t)rel)) BAD(c, "offset outside the file");
+    return table_at(c, at + rel, t);
+}
+
+/* -- arena -- */
+
+static void *arena_alloc(ctx_t *c, size_t bytes, size_t align) {
+    size_t at = (c->head + (align - 1)) & ~(align - 1);
+    if (at > c->tail || bytes > c->tail - at) {
+        FAIL(c, KWS_ERR_ARENA, "arena too small: %z bytes given, need more than %z", c->arena_size, at + bytes);
+    }
+    c->head = at + bytes;
+    return c->arena + at;
+}
+
+/* -- tensors -- */
+
+static size_t type_size(int32_t type) {
+    switch (type) {
+        case KWS_TYPE_INT8: return 1;
+        case KWS_TYPE_INT32: case KWS_TYPE_FLOAT32: return 4;
+        case KWS_TYPE_INT64: return 8;
+        default: return 0;
+    }
+}
+
+static int parse_tensor(ctx_t *c, kws_model *m, const vec_t *tensors, const vec_t *buffers, int32_t i) {
+    kws_tensor *t = &m->tensors[i];
+    table_t tt, qt, bt;
+    vec_t shape, scale, zp, data;
+    memset(t, 0, sizeof(*t));
+    t->offset = -1;
+    t->first = t->last = -1;
+    if (!vec_table(c, tensors, (uint32_t)i, &tt) || !get_vec(c, &tt, 0, 4, &shape)) return 0;
+    if (shape.count > KWS_MAX_DIMS) FAIL(c, KWS_ERR_UNSUPPORTED, "tensor %d has %u dims (at most 4)", i, shape.count);
+    t->ndim = (int32_t)shape.count;
+    int64_t elems = 1;
+    for (int d = 0; d < KWS_MAX_DIMS; ++d) t->dims[d] = 1;
+    for (uint32_t d = 0; d < shape.count; ++d) {
+        int32_t v = (int32_t)rd32(c->p + shape.start + 4 * d);
+        if (v < 1 || v > MAX_DIM) FAIL(c, KWS_ERR_UNSUPPORTED, "tensor %d has dimension %d", i, v);
+        t->dims[KWS_MAX_DIMS - shape.count + d] = v;
+        elems *= v;
+        if (elems > MAX_ELEMS) FAIL(c, KWS_ERR_UNSUPPORTED, "tensor %d is too large", i);
+    }
+    t->elems = (int32_t)elems;
+    t->type = (int32_t)get_u8(c, &tt, 1, 0);
+    uint32_t buffer = get_u32(c, &tt, 2, 0);
+    if (c->failed) return 0;
+    if (buffer >= buffers->count && buffer != 0) BAD(c, "tensor buffer index");
+    if (buffer > 0) {
+        if (!vec_table(c, buffers, buffer, &bt) || !get_vec(c, &bt, 0, 1, &data)) return 0;
+        size_t off_at = field(c, &bt, 1, 8);
+        if (c->failed) return 0;
+        if (off_at && (rd32(c->p + off_at) > 1 || rd32(c->p + off_at + 4) != 0))
+            FAIL(c, KWS_ERR_UNSUPPORTED, "tensor %d keeps its data outside the flatbuffer", i);
+        if (data.count) {
+            size_t isz = type_size(t->type);
+            if (!isz) FAIL(c, KWS_ERR_UNSUPPORTED, "constant tensor %d has unsupported type %d", i, t->type);
+            if ((size_t)data.count != (size_t)t->elems * isz) BAD(c, "constant data size does not match its shape");
+            t->is_const = 1;
+            t->data = c->p + data.start;
+            t->data_len = data.count;
+        }
+    }
+    size_t q = get_ref(c, &tt, 4);
+    if (c->failed) return 0;
+    if (q) {
+        if (!table_at(c, q, &qt) || !get_vec(c, &qt, 2, 4, &scale) || !get_vec(c, &qt, 3, 8, &zp)) return 0;
+        t->n_scales = (int32_t)scale.count;
+        if (scale.count) {
+            t->scales = c->p + scale.start;
+            t->scale = rdf32(t->scales);
+        }
+        if (zp.count) {
+            uint32_t lo = rd32(c->p + zp.start), hi = rd32(c->p + zp.start + 4);
+            int64_t z = (int64_t)(((uint64_t)hi << 32) | lo);
+            if (z < -32768 || z > 32767) FAIL(c, KWS_ERR_UNSUPPORTED, "tensor %d zero point out of range", i);
+            t->zero_point = (int32_t)z;
+        }
+    }
+    return 1;
+}
+
+/* -- quantisation helpers matching TFLite's prepare-time arithmetic -- */
+
+static int activation_range(ctx_t *c, int32_t act, const kws_tensor *out, int32_t *lo, int32_t *hi, int32_t k) {
+    int32_t qmin = -128, qmax = 127;
+    const float s = out->scale;
+    const int32_t z = out->zero_point;
+    float lim[2] = {0.0f, 0.0f};
+    int has_lo = 0, has_hi = 0;
+    if (act == KWS_ACT_RELU) { has_lo = 1; }
+    else if (act == KWS_ACT_RELU6) { has_lo = has_hi = 1; lim[1] = 6.0f; }
+    else if (act == KWS_ACT_RELU_N1_TO_1) { has_lo = has_hi = 1; lim[0] = -1.0f; lim[1] = 1.0f; }
+    else if (act != KWS_ACT_NONE) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: fused activation %d not supported", k, act);
+    if (has_lo) {
+        float q = roundf(lim[0] / s);
+        if (!(q >= -2147483648.0f && q <= 2147483520.0f)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: activation range", k);
+        int32_t v = z + (int32_t)q;
+        if (v > qmin) qmin = v;
+    }
+    if (has_hi) {
+        float q = roundf(lim[1] / s);
+        if (!(q >= -2147483648.0f && q <= 2147483520.0f)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: activation range", k);
+        int32_t v = z + (int32_t)q;
+        if (v < qmax) qmax = v;
+    }
+    *lo = qmin;
+    *hi = qmax;
+    return 1;
+}
+
+static int good_scale(float s) { return s > 0.0f && s < 3.0e38f; }
+
+/* Output padding as TFLite computes it (ComputePaddingHeightWidth). */
+static int32_t out_size(int32_t padding, int32_t in, int32_t k, int32_t stride, int32_t dil) {
+    int32_t eff = (k - 1) * dil + 1;
+    if (padding == KWS_PAD_SAME) return (in + stride - 1) / stride;
+    return in < eff ? 0 : (in - eff + stride) / stride;
+}
+static int32_t pad_size(int32_t in, int32_t k, int32_t stride, int32_t dil, int32_t out) {
+    int32_t eff = (k - 1) * dil + 1;
+    int32_t total = (out - 1) * stride + eff - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+static int check_act(ctx_t *c, const kws_model *m, int32_t j, int k, const char *what) {
+    if (j < 0) FAIL(c, KWS_ERR_FORMAT, "op %d: missing %s", k, what);
+    const kws_tensor *t = &m->tensors[j];
+    if (t->type != KWS_TYPE_INT8) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: %s is not int8", k, what);
+    if (t->is_const) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: constant %s", k, what);
+    if (!good_scale(t->scale) || t->zero_point < -128 || t->zero_point > 127)
+        FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: %s lacks int8 quantisation", k, what);
+    return 1;
+}
+
+static int per_channel(ctx_t *c, kws_op *op, const kws_tensor *in, const kws_tensor *w, const kws_tensor *out,
+                       int32_t channels, int float_product, int k) {
+    if (w->n_scales != 1 && w->n_scales != channels)
+        FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: %d weight scales for %d channels", k, w->n_scales, channels);
+    op->n_channels = w->n_scales;
+    op->mult = (int32_t *)arena_alloc(c, 4 * (size_t)w->n_scales, 4);
+    op->shift = (int32_t *)arena_alloc(c, 4 * (size_t)w->n_scales, 4);
+    if (c->failed) return 0;
+    for (int32_t i = 0; i < w->n_scales; ++i) {
+        float ws = rdf32(w->scales + 4 * (size_t)i);
+        if (!(ws >= 0.0f && ws < 3.0e38f)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: bad weight scale", k);
+        double eff;
+        if (float_product) {
+            /* per-tensor FULLY_CONNECTED multiplies the scales in float first */
+            volatile float prod = in->scale * ws;
+            eff = (double)prod / (double)out->scale;
+        } else {
+            eff = (double)in->scale * (double)ws / (double)out->scale;
+        }
+        int sh;
+        kws_quantize_multiplier(eff, &op->mult[i], &sh);
+        if (sh > 30) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: output multiplier too large", k);
+        op->shift[i] = sh;
+    }
+    if (w->n_scales == 1 && channels > 1 && !float_product) {
+        /* broadcast a per-tensor scale to every channel, as TFLite does */
+        int32_t m0 = op->mult[0], s0 = op->shift[0];
+        op->mult = (int32_t *)arena_alloc(c, 4 * (size_t)channels, 4);
+        op->shift = (int32_t *)arena_alloc(c, 4 * (size_t)channels, 4);
+        if (c->failed) return 0;
+        for (int32_t i = 0; i < channels; ++i) { op->mult[i] = m0; op->shift[i] = s0; }
+        op->n_channels = channels;
+    }
+    return 1;
+}
+
+static int load_bias(ctx_t *c, const kws_model *m, kws_op *op, int32_t j, int32_t channels, int k) {
+    op->bias = NULL;
+    if (j < 0) return 1;
+    const kws_tensor *b = &m->tensors[j];
+    if (!b->is_const || b->type != KWS_TYPE_INT32 || b->elems != channels)
+        FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: bias must be a constant int32 vector of %d", k, channels);
+    op->bias = (int32_t *)arena_alloc(c, 4 * (size_t)channels, 4);
+    if (c->failed) return 0;
+    for (int32_t i = 0; i < channels; ++i) op->bias[i] = (int32_t)rd32(b->data + 4 * (size_t)i);
+    return 1;
+}
+
+static int weights_ok(ctx_t *c, const kws_model *m, int32_t j, int k) {
+    if (j < 0) FAIL(c, KWS_ERR_FORMAT, "op %d: missing weights", k);
+    const kws_tensor *w = &m->tensors[j];
+    if (!w->is_const || w->type != KWS_TYPE_INT8) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: weights must be constant int8", k);
+    if (w->n_scales < 1) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: weights lack quantisation", k);
+    return 1;
+}
+
+static int geometry(ctx_t *c, kws_op *op, const kws_tensor *in, const kws_tensor *out, int32_t padding, int k) {
+    if (in->dims[0] != 1 || out->dims[0] != 1) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: batch size must be 1", k);
+    if (padding != KWS_PAD_SAME && padding != KWS_PAD_VALID) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: padding %d", k, padding);
+    if (op->stride_h < 1 || op->stride_w < 1 || op->stride_h > MAX_DIM || op->stride_w > MAX_DIM ||
+        op->dil_h < 1 || op->dil_w < 1 || op->dil_h > MAX_DIM || op->dil_w > MAX_DIM)
+        FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: bad stride or dilation", k);
+    op->in_h = in->dims[1]; op->in_w = in->dims[2]; op->in_c = in->dims[3];
+    op->out_h = out->dims[1]; op->out_w = out->dims[2]; op->out_c = out->dims[3];
+    int32_t oh = out_size(padding, op->in_h, op->k_h, op->stride_h, op->dil_h);
+    int32_t ow = out_size(padding, op->in_w, op->k_w, op->stride_w, op->dil_w);
+    if (oh != op->out_h || ow != op->out_w) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: output shape does not match the op", k);
+    op->pad_h = padding == KWS_PAD_SAME ? pad_size(op->in_h, op->k_h, op->stride_h, op->dil_h, oh) : 0;
+    op->pad_w = padding == KWS_PAD_SAME ? pad_size(op->in_w, op->k_w, op->stride_w, op->dil_w, ow) : 0;
+    return 1;
+}
+
+static int options_of(ctx_t *c, const table_t *ot, int expected_type, table_t *opt, int *has, int k) {
+    *has = 0;
+    uint32_t type = get_u8(c, ot, 3, 0);
+    size_t at = get_ref(c, ot, 4);
+    if (c->failed) return 0;
+    if (!at) return 1;
+    if ((int)type != expected_type) FAIL(c, KWS_ERR_FORMAT, "op %d: options of the wrong type", k);
+    if (!table_at(c, at, opt)) return 0;
+    *has = 1;
+    return 1;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes, int32_t k, size_t *scratch) {
+    kws_op *op = &m->ops[k];
+    table_t ot, ct, opt;
+    vec_t ins, outs;
+    int has_opt;
+    memset(op, 0, sizeof(*op));
+    op->in[0] = op->in[1] = op->in[2] = op->out = -1;
+    if (!vec_table(c, ops, (uint32_t)k, &ot)) return 0;
+    uint32_t code_index = get_u32(c, &ot, 0, 0);
+    if (c->failed) return 0;
+    if (code_index >= codes->count) BAD(c, "operator code index");
+    if (!vec_table(c, codes, code_index, &ct)) return 0;
+    int32_t dep = (int8_t)get_u8(c, &ct, 0, 0);
+    int32_t builtin = get_i32(c, &ct, 3, 0);
+    op->code = dep > builtin ? dep : builtin;
+    if (!get_vec(c, &ot, 1, 4, &ins) || !get_vec(c, &ot, 2, 4, &outs)) return 0;
+    if (ins.count > 3 || outs.count != 1) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: %u inputs, %u outputs", k, ins.count, outs.count);
+    for (uint32_t j = 0; j < ins.count + 1; ++j) {
+        int32_t v = (int32_t)rd32(c->p + (j < ins.count ? ins.start + 4 * j : outs.start));
+        if (v < -1 || v >= m->n_tensors) BAD(c, "tensor index");
+        if (j < ins.count) op->in[j] = v; else op->out = v;
+    }
+    if (!check_act(c, m, op->out, k, "output")) return 0;
+    const kws_tensor *out = &m->tensors[op->out];
+    op->out_offset = out->zero_point;
+    int32_t act = 0;
+    const kws_tensor *in = NULL;
+    if (op->in[0] >= 0 && op->code != KWS_OP_RESHAPE && op->code != KWS_OP_MEAN) {
+        /* RESHAPE and MEAN check their own first input below */
+    }
+    switch (op->code) {
+    case KWS_OP_CONV_2D:
+    case KWS_OP_DEPTHWISE_CONV_2D: {
+        int dw = op->code == KWS_OP_DEPTHWISE_CONV_2D;
+        if (!check_act(c, m, op->in[0], k, "input") || !weights_ok(c, m, op->in[1], k)) return 0;
+        in = &m->tensors[op->in[0]];
+        const kws_tensor *w = &m->tensors[op->in[1]];
+        if (!options_of(c, &ot, dw ? OPT_DW : OPT_CONV, &opt, &has_opt, k)) return 0;
+        int32_t padding = has_opt ? (int32_t)get_u8(c, &opt, 0, 0) : 0;
+        op->stride_w = has_opt ? get_i32(c, &opt, 1, 0) : 0;
+        op->stride_h = has_opt ? get_i32(c, &opt, 2, 0) : 0;
+        act = has_opt ? (int32_t)get_u8(c, &opt, dw ? 4 : 3, 0) : 0;
+        op->dil_w = has_opt ? get_i32(c, &opt, dw ? 5 : 4, 1) : 1;
+        op->dil_h = has_opt ? get_i32(c, &opt, dw ? 6 : 5, 1) : 1;
+        if (c->failed) return 0;
+        if (w->ndim != 4) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: weights must be 4-D", k);
+        op->k_h = w->dims[1];
+        op->k_w = w->dims[2];
+        if (!geometry(c, op, in, out, padding, k)) return 0;
+        if (dw) {
+            if (w->dims[0] != 1 || w->dims[3] != op->out_c || op->out_c % op->in_c)
+                FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: depthwise weights do not match the tensors", k);
+            op->depth_mult = op->out_c / op->in_c;
+            *scratch = max_sz(*scratch, 4 * (size_t)op->out_c);
+        } else {
+            if (w->dims[0] != op->out_c || w->dims[3] != op->in_c)
+                FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: conv weights do not match the tensors (grouped conv?)", k);
+            op->k_len = op->k_h * op->k_w * op->in_c;
+            *scratch = max_sz(*scratch, kws_conv_patch_bytes(op->k_len));
+        }
+        if (!per_channel(c, op, in, w, out, op->out_c, 0, k) || !load_bias(c, m, op, op->in[2], op->out_c, k)) return 0;
+        break;
+    }
+    case KWS_OP_FULLY_CONNECTED: {
+        if (!check_act(c, m, op->in[0], k, "input") || !weights_ok(c, m, op->in[1], k)) return 0;
+        in = &m->tensors[op->in[0]];
+        const kws_tensor *w = &m->tensors[op->in[1]];
+        if (!options_of(c, &ot, OPT_FC, &opt, &has_opt, k)) return 0;
+        act = has_opt ? (int32_t)get_u8(c, &opt, 0, 0) : 0;
+        uint32_t format = has_opt ? get_u8(c, &opt, 1, 0) : 0;
+        if (c->failed) return 0;
+        if (format != 0) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: shuffled weights", k);
+        if (w->ndim != 2) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: weights must be 2-D", k);
+        if (w->zero_point != 0) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: weights with a zero point", k);
+        op->out_c = w->dims[2];
+        op->k_len = w->dims[3];
+        if (in->elems % op->k_len) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: input does not match the weights", k);
+        op->batches = in->elems / op->k_len;
+        if (out->elems != op->batches * op->out_c) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: output shape", k);
+        *scratch = max_sz(*scratch, kws_conv_patch_bytes(op->k_len));
+        if (!per_channel(c, op, in, w, out, op->out_c, w->n_scales == 1, k) || !load_bias(c, m, op, op->in[2], op->out_c, k)) return 0;
+#ifndef KWS_FC_FIXED_POINT
+        if (w->n_scales > 1) {
+            /* Match the TFLite reference kernel (what the host evaluates with);
+             * TFLite Micro uses the fixed-point multipliers computed above,
+             * which this build selects with -DKWS_FC_FIXED_POINT. */
+            op->fc_scale = (double *)arena_alloc(c, sizeof(double) * (size_t)op->out_c, 8);
+            if (c->failed) return 0;
+            for (int32_t i = 0; i < op->out_c; ++i)
+                op->fc_scale[i] = (double)in->scale * (double)rdf32(w->scales + 4 * (size_t)i) / (double)out->scale;
+        }
+#endif
+        break;
+    }
+    case KWS_OP_AVERAGE_POOL_2D:
+    case KWS_OP_MAX_POOL_2D: {
+        if (!check_act(c, m, op->in[0], k, "input")) return 0;
+        in = &m->tensors[op->in[0]];
+        if (!options_of(c, &ot, OPT_POOL, &opt, &has_opt, k)) return 0;
+        if (!has_opt) FAIL(c, KWS_ERR_FORMAT, "op %d: pooling without options", k);
+        int32_t padding = (int32_t)get_u8(c, &opt, 0, 0);
+        op->stride_w = get_i32(c, &opt, 1, 0);
+        op->stride_h = get_i32(c, &opt, 2, 0);
+        op->k_w = get_i32(c, &opt, 3, 0);
+        op->k_h = get_i32(c, &opt, 4, 0);
+        act = (int32_t)get_u8(c, &opt, 5, 0);
+        op->dil_h = op->dil_w = 1;
+        if (c->failed) return 0;
+        if (op->k_w < 1 || op->k_h < 1 || op->k_w > MAX_DIM || op->k_h > MAX_DIM) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: pool size", k);
+        if (!geometry(c, op, in, out, padding, k)) return 0;
+        if (op->in_c != op->out_c) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: pooling changes the channel count", k);
+        if (in->scale != out->scale || in->zero_point != out->zero_point)
+            FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: pooling with requantisation", k);
+        break;
+    }
+    case KWS_OP_RESHAPE:
+        if (!check_act(c, m, op->in[0], k, "input")) return 0;
+        in = &m->tensors[op->in[0]];
+        if (in->elems != out->elems) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: reshape changes the size", k);
+        op->in[1] = -1; /* the shape tensor is not needed: the output's shape is static */
+        break;
+    case KWS_OP_SOFTMAX: {
+        if (!check_act(c, m, op->in[0], k, "input")) return 0;
+        in = &m->tensors[op->in[0]];
+        if (!options_of(c, &ot, OPT_SOFTMAX, &opt, &has_opt, k)) return 0;
+        float beta = has_opt ? get_f32(c, &opt, 0, 0.0f) : 0.0f;
+        if (c->failed) return 0;
+        if (in->elems != out->elems || in->dims[3] != out->dims[3]) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: softmax shapes", k);
+        if (out->zero_point != -128 || fabsf(out->scale - 1.0f / 256) > 0.001f / 256)
+            FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: softmax output must be scale 1/256, zero point -128", k);
+        double real = (double)beta * (double)in->scale * (double)(1 << 26);
+        if (real > 2147483647.0) real = 2147483647.0;
+        if (!(real > 1.0)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: SOFTMAX input range too small for int8", k);
+        int sh;
+        kws_quantize_multiplier(real, &op->in1_mult, &sh);
+        if (sh < 0 || sh > 30) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: SOFTMAX scaling", k);
+        op->in1_shift = sh;
+        op->diff_min = -(int32_t)floor(31.0 * (double)((int64_t)1 << 26) / (double)((int64_t)1 << sh));
+        op->out_c = in->dims[3];
+        op->batches = in->elems / op->out_c;
+        break;
+    }
+    case KWS_OP_ADD: {
+        if (!check_act(c, m, op->in[0], k, "input") || !check_act(c, m, op->in[1], k, "second input")) return 0;
+        in = &m->tensors[op->in[0]];
+        const kws_tensor *in2 = &m->tensors[op->in[1]];
+        if (!options_of(c, &ot, OPT_ADD, &opt, &has_opt, k)) return 0;
+        act = has_opt ? (int32_t)get_u8(c, &opt, 0, 0) : 0;
+        if (c->failed) return 0;
+        for (int d = 0; d < 4; ++d)
+            if (in->dims[d] != in2->dims[d] || in->dims[d] != out->dims[d])
+                FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: ADD with broadcasting", k);
+        float mx = in->scale > in2->scale ? in->scale : in2->scale;
+        volatile float twice = 2 * mx;
+        volatile float denom = (float)(1 << 20) * out->scale;
+        double twice_max = (double)twice;
+        double r1 = (double)in->scale / twice_max, r2 = (double)in2->scale / twice_max;
+        double ro = twice_max / (double)denom;
+        int s1, s2, so;
+        if (!(ro < 1.0 && ro > 0.0)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: ADD output scale too small", k);
+        kws_quantize_multiplier(r1, &op->in1_mult, &s1);
+        kws_quantize_multiplier(r2, &op->in2_mult, &s2);
+        kws_quantize_multiplier(ro, &op->out_mult, &so);
+        if (s1 > 0 || s2 > 0 || so > 0) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: ADD scaling", k);
+        op->in1_shift = s1; op->in2_shift = s2; op->out_shift = so;
+        op->in2_offset = -in2->zero_point;
+        break;
+    }
+    case KWS_OP_MEAN: {
+        if (!check_act(c, m, op->in[0], k, "input")) return 0;
+        in = &m->tensors[op->in[0]];
+        if (op->in[1] < 0) FAIL(c, KWS_ERR_FORMAT, "op %d: MEAN without axes", k);
+        const kws_tensor *ax = &m->tensors[op->in[1]];
+        if (!ax->is_const || ax->type != KWS_TYPE_INT32 || ax->elems > 4) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: MEAN axes must be constant int32", k);
+        int32_t nd = in->ndim;
+        for (int32_t i = 0; i < ax->elems; ++i) {
+            int32_t a = (int32_t)rd32(ax->data + 4 * (size_t)i);
+            if (a < 0) a += nd;
+            if (a < 0 || a >= nd) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: MEAN axis out of range", k);
+            op->axis_mask |= 1 << (a + KWS_MAX_DIMS - nd);
+        }
+        int64_t count = 1;
+        for (int d = 0; d < 4; ++d) if ((op->axis_mask >> d) & 1) count *= in->dims[d];
+        op->reduce_count = (int32_t)count;
+        if ((int64_t)out->elems * count != in->elems) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: MEAN output shape", k);
+        int32_t mult; int sh;
+        kws_quantize_multiplier((double)in->scale / (double)out->scale, &mult, &sh);
+        int n_shift = 63;
+        while (n_shift > 0 && !(((uint64_t)count >> n_shift) & 1)) --n_shift;
+        if (n_shift > 32) n_shift = 32;
+        if (n_shift > 31 + sh) n_shift = 31 + sh;
+        if (sh > 30 || n_shift < 0) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: MEAN scaling", k);
+        op->mult = (int32_t *)arena_alloc(c, 4, 4);
+        op->shift = (int32_t *)arena_alloc(c, 4, 4);
+        if (c->failed) return 0;
+        op->mult[0] = (int32_t)(((int64_t)mult << n_shift) / count);
+        op->shift[0] = sh - n_shift;
+        op->n_channels = 1;
+        op->in[1] = -1;
+        *scratch = max_sz(*scratch, 4 * (size_t)out->elems);
+        break;
+    }
+    default:
+        FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: builtin operator %d is not supported", k, op->code);
+    }
+    if (!activation_range(c, act, out, &op->act_min, &op->act_max, k)) return 0;
+    op->in_offset = -in->zero_point;
+    return 1;
+}
+
+/* -- liveness-based activation planning (greedy, largest first) -- */
+
+static int32_t align_up(int32_t n) { return (n + KWS_ACT_ALIGN - 1) & ~(KWS_ACT_ALIGN - 1); }
+
+static int plan(ctx_t *c, kws_model *m, size_t *high_out) {
+    int32_t n_live = 0;
+    for (int32_t j = 0; j < m->n_tensors; ++j) if (m->tensors[j].used) ++n_live;
+    /* temporary order array from the arena's tail */
+    size_t need = 4 * (size_t)n_live;
+    if (need > c->tail - c->head) FAIL(c, KWS_ERR_ARENA, "arena too small: %z bytes given, need more than %z", c->arena_size, c->head + need);
+    c->tail -= need;
+    c->tail &= ~(size_t)3;
+    int32_t *order = (int32_t *)(c->arena + c->tail);
+    int32_t n = 0;
+    for (int32_t j = 0; j < m->n_tensors; ++j) if (m->tensors[j].used) order[n++] = j;
+    for (int32_t a = 1; a < n; ++a) { /* insertion sort: size desc, then first use, then index */
+        int32_t v = order[a], b = a - 1;
+        const kws_tensor *tv = &m->tensors[v];
+        while (b >= 0) {
+            const kws_tensor *tb = &m->tensors[order[b]];
+            int before = tv->elems > tb->elems || (tv->elems == tb->elems && (tv->first < tb->first || (tv->first == tb->first && v < order[b])));
+            if (!before) break;
+            order[b + 1] = order[b];
+            --b;
+        }
+        order[b + 1] = v;
+    }
+    int32_t high = 0;
+    for (int32_t a = 0; a < n; ++a) {
+        kws_tensor *t = &m->tensors[order[a]];
+        int32_t size = align_up(t->elems), offset = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int32_t b = 0; b < a; ++b) {
+                const kws_tensor *p = &m->tensors[order[b]];
+                if (p->last < t->first || p->first > t->last) continue;
+                int32_t psize = align_up(p->elems);
+                if (offset < p->offset + psize && p->offset < offset + size) { offset = p->offset + psize; moved = 1; }
+            }
+        }
+        t->offset = offset;
+        if (offset + size > high) high = offset + size;
+    }
+    c->tail = c->arena_size;
+    *high_out = (size_t)high;
+    return 1;
+}
+
+static void touch(kws_tensor *t, int32_t step) {
+    if (!t->used) { t->used = 1; t->first = step; t->last = step; }
+    if (step < t->first) t->first = step;
+    if (step > t->last) t->last = step;
+}
+
+int kws_model_load(kws_model **out, const void *model, size_t len, void *arena, size_t arena_size, kws_error *err) {
+    ctx_t cx, *c = &cx;
+    kws_error scratch_err;
+    if (!err) err = &scratch_err;
+    err->code = KWS_OK;
+    err->message[0] = 0;
+    if (!out || !model || !arena) { set_error(err, KWS_ERR_ARG, "null argument"); return KWS_ERR_ARG; }
+    *out = NULL;
+    memset(c, 0, sizeof(*c));
+    c->p = (const uint8_t *)model;
+    c->n = len;
+    c->err = err;
+    c->arena = (uint8_t *)arena;
+    c->arena_size = arena_size;
+    c->tail = arena_size;
+    /* align the arena start to 16 bytes */
+    c->head = (size_t)((16 - ((uintptr_t)arena & 15)) & 15);
+    if (c->head > arena_size) c->head = arena_size;
+
+    table_t mt, sg;
+    vec_t codes, subgraphs, buffers, tensors, g_in, g_out, ops;
+    if (len < 16 || memcmp(c->p + 4, "TFL3", 4) != 0) {
+        set_error(err, KWS_ERR_FORMAT, "not a TFLite model (no TFL3 identifier)");
+        return err->code;
+    }
+    if (!table_at(c, rd32(c->p), &mt) || !get_vec(c, &mt, 1, 4, &codes) || !get_vec(c, &mt, 2, 4, &subgraphs) ||
+        !get_vec(c, &mt, 4, 4, &buffers))
+        return err->code;
+    if (subgraphs.count < 1) { set_error(err, KWS_ERR_FORMAT, "TFLite model has no subgraph"); return err->code; }
+    if (!vec_table(c, &subgraphs, 0, &sg) || !get_vec(c, &sg, 0, 4, &tensors) || !get_vec(c, &sg, 1, 4, &g_in) ||
+        !get_vec(c, &sg, 2, 4, &g_out) || !get_vec(c, &sg, 3, 4, &ops))
+        return err->code;
+    if (g_in.count != 1 || g_out.count != 1) {
+        set_error(err, KWS_ERR_UNSUPPORTED, "expected one input and one output, the model has %u and %u", g_in.count, g_out.count);
+        return err->code;
+    }
+    if (tensors.count > MAX_TENSORS || ops.count > MAX_OPS) { set_error(err, KWS_ERR_UNSUPPORTED, "model too large"); return err->code; }
+    if (ops.count == 0) { set_error(err, KWS_ERR_UNSUPPORTED, "model has no operators"); return err->code; }
+
+    kws_model *m = (kws_model *)arena_alloc(c, sizeof(kws_model), 16);
+    if (!m) return err->code;
+    memset(m, 0, sizeof(*m));
+    m->fb = c->p;
+    m->fb_len = len;
+    m->n_tensors = (int32_t)tensors.count;
+    m->n_ops = (int32_t)ops.count;
+    m->tensors = (kws_tensor *)arena_alloc(c, sizeof(kws_tensor) * (size_t)m->n_tensors, 8);
+    m->ops = (kws_op *)arena_alloc(c, sizeof(kws_op) * (size_t)m->n_ops, 8);
+    if (c->failed) return err->code;
+    for (int32_t i = 0; i < m->n_tensors; ++i)
+        if (!parse_tensor(c, m, &tensors, &buffers, i)) return err->code;
+
+    m->input = (int32_t)rd32(c->p + g_in.start);
+    m->output = (int32_t)rd32(c->p + g_out.start);
+    if (m->input < 0 || m->input >= m->n_tensors || m->output < 0 || m->output >= m->n_tensors) {
+        set_error(err, KWS_ERR_FORMAT, "damaged TFLite model (graph input/output index)");
+        return err->code;
+    }
+    for (int32_t which = 0; which < 2; ++which) {
+        const kws_tensor *t = &m->tensors[which ? m->output : m->input];
+        if (t->type != KWS_TYPE_INT8 || t->is_const || !good_scale(t->scale)) {
+            set_error(err, KWS_ERR_UNSUPPORTED, "the model's %s is not an int8 quantised tensor", which ? "output" : "input");
+            return err->code;
+        }
+    }
+
+    size_t scratch_bytes = 0;
+    touch(&m->tensors[m->input], 0);
+    for (int32_t k = 0; k < m->n_ops; ++k) {
+        if (!parse_op(c, m, &ops, &codes, k, &scratch_bytes)) return err->code;
+        kws_op *op = &m->ops[k];
+        for (int j = 0; j < 3; ++j) {
+            if (op->in[j] < 0) continue;
+            kws_tensor *t = &m->tensors[op->in[j]];
+            if (t->is_const) continue;
+            if (!t->used) {
+                set_error(err, KWS_ERR_FORMAT, "op %d reads tensor %d before anything writes it", k, op->in[j]);
+                return err->code;
+            }
+            touch(t, k);
+        }
+        kws_tensor *o = &m->tensors[op->out];
+        if (o->used || op->out == m->input) {
+            set_error(err, KWS_ERR_UNSUPPORTED, "op %d writes tensor %d a second time", k, op->out);
+            return err->code;
+        }
+        touch(o, k);
+    }
+    if (!m->tensors[m->output].used || m->output == m->input) {
+        set_error(err, KWS_ERR_FORMAT, "no operator produces the model output");
+        return err->code;
+    }
+    touch(&m->tensors[m->output], m->n_ops - 1);
+
+    size_t act_bytes = 0;
+    if (!plan(c, m, &act_bytes)) return err->code;
+    m->activations = (uint8_t *)arena_alloc(c, act_bytes, KWS_ACT_ALIGN);
+    m->activation_bytes = act_bytes;
+    m->scratch = scratch_bytes ? arena_alloc(c, scratch_bytes, 8) : NULL;
+    m->scratch_bytes = scratch_bytes;
+    if (c->failed) return err->code;
+    m->arena_used = c->head;
+    *out = m;
+    return KWS_OK;
+}
+
+/* -- running -- */
+
+static inline int8_t *act(kws_model *m, int32_t j) { return (int8_t *)m->activations + m->tensors[j].offset; }
+
+int kws_model_run_ops(kws_model *m, const int8_t *input, int32_t n_ops) {
+    if (!m || !input || n_ops < 0 || n_ops > m->n_ops) return KWS_ERR_ARG;
+    memcpy(act(m, m->input), input, (size_t)m->tensors[m->input].elems);
+    for (int32_t k = 0; k < n_ops; ++k) {
+        const kws_op *op = &m->ops[k];
+        int8_t *o = act(m, op->out);
+        const int8_t *x = act(m, op->in[0]);
+        switch (op->code) {
+        case KWS_OP_CONV_2D:
+            kws_conv2d(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, (int16_t *)m->scratch);
+            break;
+        case KWS_OP_DEPTHWISE_CONV_2D:
+            kws_depthwise(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, (int32_t *)m->scratch);
+            break;
+        case KWS_OP_FULLY_CONNECTED:
+            kws_fully_connected(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, (int16_t *)m->scratch);
+            break;
+        case KWS_OP_AVERAGE_POOL_2D: kws_avg_pool(op, x, o); break;
+        case KWS_OP_MAX_POOL_2D: kws_max_pool(op, x, o); break;
+        case KWS_OP_RESHAPE: memmove(o, x, (size_t)m->tensors[op->out].elems); break;
+        case KWS_OP_SOFTMAX: kws_softmax(op, x, o, op->batches, op->out_c); break;
+        case KWS_OP_ADD: kws_add(op, x, act(m, op->in[1]), o, m->tensors[op->out].elems); break;
+        case KWS_OP_MEAN:
+            kws_mean(op, &m->tensors[op->in[0]], x, o, m->tensors[op->out].elems, (int32_t *)m->scratch);
+            break;
+        default: return KWS_ERR_UNSUPPORTED;
+        }
+    }
+    return KWS_OK;
+}
+
+const int8_t *kws_model_op_output(kws_model *m, int32_t k, size_t *n) {
+    if (!m || k < 0 || k >= m->n_ops) return NULL;
+    if (n) *n = (size_t)m->tensors[m->ops[k].out].elems;
+    return act(m, m->ops[k].out);
+}
+
+int kws_model_invoke(kws_model *m, const int8_t *input, int8_t *output) {
+    if (!output) return KWS_ERR_ARG;
+    int rc = kws_model_run_ops(m, input, m ? m->n_ops : 0);
+    if (rc) return rc;
+    memcpy(output, act(m, m->output), (size_t)m->tensors[m->output].elems);
+    return KWS_OK;
+}
+
+int kws_model_invoke_batch(kws_model *m, const int8_t *inputs, int8_t *outputs, int n) {
+    if (!m) return KWS_ERR_ARG;
+    size_t ni = kws_model_input_size(m), no = kws_model_output_size(m);
+    for (int i = 0; i < n; ++i) {
+        int rc = kws_model_invoke(m, inputs + (size_t)i * ni, outputs + (size_t)i * no);
+        if (rc) return rc;
+    }
+    return KWS_OK;
+}
+
+size_t kws_model_input_size(const kws_model *m) { return (size_t)m->tensors[m->input].elems; }
+size_t kws_model_output_size(const kws_model *m) { return (size_t)m->tensors[m->output].elems; }
+float kws_model_input_scale(const kws_model *m) { return m->tensors[m->input].scale; }
+int kws_model_input_zero_point(const kws_model *m) { return m->tensors[m->input].zero_point; }
+float kws_model_output_scale(const kws_model *m) { return m->tensors[m->output].scale; }
+int kws_model_output_zero_point(const kws_model *m) { return m->tensors[m->output].zero_point; }
+size_t kws_model_arena_used(const kws_model *m) { return m->arena_used; }
+int kws_model_op_count(const kws_model *m) { return m->n_ops; }
+void kws_model_input_shape(const kws_model *m, int32_t dims[4]) {
+    for (int i = 0; i < 4; ++i) dims[i] = m->tensors[m->input].dims[i];
+}
