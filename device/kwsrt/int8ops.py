@@ -35,18 +35,26 @@ try:
     from ulab import numpy as np
     ULAB = True
 except ImportError:
-    import numpy as np
     ULAB = False
+    try:
+        import numpy as np
+    except ImportError:  # plain MicroPython: only the scalar arithmetic below is usable
+        np = None
 
-try:
-    ACC = np.float64  # numpy: products of int8 sums are exact up to 2**53
-except AttributeError:
-    ACC = np.float  # ulab: the firmware's float
-HAS_INT64 = hasattr(np, "int64")
-HAS_TAKE = hasattr(np, "take")
+if np is not None:
+    try:
+        ACC = np.float64  # numpy: products of int8 sums are exact up to 2**53
+    except AttributeError:
+        ACC = np.float  # ulab: the firmware's float
+HAS_INT64 = np is not None and hasattr(np, "int64")
+HAS_TAKE = np is not None and hasattr(np, "take")
+MAX_TAPS = 1 << 16  # kernel windows beyond this are refused (a damaged model, not a KWS net)
+MAX_PADDED = 1 << 24  # elements of a padded input
 
 
 def _float_exact_limit():
+    if np is None:
+        return 0
     probe = np.array([16777217.0], dtype=ACC)
     return 2 ** 53 if probe[0] == 16777217.0 else 2 ** 24
 
@@ -512,6 +520,11 @@ def _channel_multipliers(in_scale, filt, out_scale, n, what, float_product=False
     return mults, shifts
 
 
+def _check_window(what, taps, padded_size):
+    if taps > MAX_TAPS or padded_size > MAX_PADDED:
+        raise ValueError("%s window (%d taps, %d padded elements) is too large" % (what, taps, padded_size))
+
+
 class _Requant:
     """Per-channel requantisation constants in the form ``requantize`` takes."""
 
@@ -588,6 +601,7 @@ class Conv:
         self.left = padding_before(o["padding"], self.w, self.ow, self.sw, self.dw, self.kw)
         self.rows = max(self.top + self.h, (self.oh - 1) * self.sh + (self.kh - 1) * self.dh + 1)
         self.cols = max(self.left + self.w, (self.ow - 1) * self.sw + (self.kw - 1) * self.dw + 1)
+        _check_window(what, self.kh * self.kw, self.rows * self.cols * max(self.cin, self.cout))
 
     def run(self, x_view, y_view):
         x = as_float(x_view).reshape((self.h, self.w, self.cin))
@@ -684,6 +698,7 @@ class Pool:
         self.left = padding_before(o["padding"], self.w, self.ow, self.sw, 1, self.fw)
         self.rows = max(self.top + self.h, (self.oh - 1) * self.sh + self.fh)
         self.cols = max(self.left + self.w, (self.ow - 1) * self.sw + self.fw)
+        _check_window(what, self.fh * self.fw, self.rows * self.cols * self.c)
         if average:
             # taps inside the image per output position (the reference divides by these)
             counts = []

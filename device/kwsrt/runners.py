@@ -19,6 +19,7 @@ from . import int8ops, tflite
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
                  "MEAN", "RESHAPE", "SOFTMAX", "ADD")
 ARENA_ALIGNMENT = 16
+MAX_ARENA = 1 << 26  # a KWS model needing more activation memory is a damaged file
 
 
 def _io_params(model):
@@ -105,7 +106,12 @@ class UlabRunner:
                                      % (op.index, op.name, tensors[j].name, tensors[j].type_name()))
             if not op.outputs or op.outputs[0] < 0 or not op.inputs or op.inputs[0] < 0:
                 raise ValueError("op %d %s has no input or output" % (op.index, op.name))
+        for t in tensors:
+            if t.numel() > MAX_ARENA:
+                raise ValueError("tensor %r has %d elements: not a model this runtime can run" % (t.name, t.numel()))
         offsets, size = plan_arena(model)
+        if size > MAX_ARENA:
+            raise ValueError("the model needs %d bytes of activations" % size)
         self.arena_size = size
         self.arena = bytearray(size)
         self._views = {}
