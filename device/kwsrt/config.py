@@ -13,7 +13,7 @@ user's options; see docs/runtime.md)::
      "actions": {"go": [{"do": "led", "pin": "LED", "ms": 500}], "stop": [{"do": "print"}]},
      "audio": {"source": "adc", "sample_rate": 16000, "pins": {"adc": "A0"}},
      "led_pin": "A5", "led_active_high": true,
-     "runner": ["kws", "ulab"], "arena_size": 30000, "ring_ms": 320,
+     "runner": ["kws", "ulab"], "arena_size": 30000, "ring_ms": 40,
      "recognizer": {"detection_threshold": 0.7}}
 """
 
@@ -46,7 +46,7 @@ DEFAULTS = {
     "led_active_high": True,
     "runner": ["kws", "ml", "ulab"],
     "arena_size": None,
-    "ring_ms": 320,
+    "ring_ms": None,  # None: loop.ring_ms picks by audio source
     "recognizer": {},
 }
 
@@ -94,7 +94,8 @@ def validate_config(cfg):
         raise ConfigError("config.json: bundle_dir must be a folder path")
     if out["inference_period_ms"] is not None:
         _int(out, "inference_period_ms", 1)
-    _int(out, "ring_ms", 20)
+    if out["ring_ms"] is not None:
+        _int(out, "ring_ms", 20)
     if out["arena_size"] is not None:
         _int(out, "arena_size", 1)
     runner = out["runner"]

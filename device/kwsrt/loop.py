@@ -220,6 +220,14 @@ def make_frontend(frontend_config, input_scale, input_zero_point, prefer=("kws",
     return StreamingFrontend(frontend_config, input_scale, input_zero_point), "ulab"
 
 
+def ring_ms(config):
+    """config's ring_ms, else 320 ms for callback sources (OpenMV) and 40 ms where the
+    driver buffers the audio itself (machine.I2S ibuf, kws.AudioIn's C ring, files)."""
+    if config.get("ring_ms"):
+        return config["ring_ms"]
+    return 320 if config["audio"].get("source") == "openmv" else 40
+
+
 def ring_slots(ring_ms, step, sample_rate=16000):
     """Slots for ``ring_ms`` of audio (at least 2)."""
     n = (ring_ms * sample_rate // 1000 + step - 1) // step
@@ -227,13 +235,14 @@ def ring_slots(ring_ms, step, sample_rate=16000):
 
 
 def build(config, bundle, source=None, runner=None, frontend=None, emit=print, pin_factory=None,
-          observer=None, wav_path=None, extra_actions=None):
+          observer=None, wav_path=None, extra_actions=None, ring=None):
     """A ready Loop from a validated config dict and ``config.read_bundle`` output.
 
     Anything not given is made the board's way: the runner with
     ``runners.make_runner``, the front end with ``make_frontend``, the source
     from the config's ``audio`` block (or ``wav_path``). Checks labels against
-    the model outputs and actions against the labels (ConfigError).
+    the model outputs and actions against the labels (ConfigError). A ``ring``
+    given with a ``source`` is the one that source already writes to.
     """
     from . import audio, config as kconfig
     from .recognizer import Recognizer
@@ -263,7 +272,8 @@ def build(config, bundle, source=None, runner=None, frontend=None, emit=print, p
                             led_active_high=config.get("led_active_high", True),
                             pin_factory=pin_factory or make_pin, extra=extra_actions)
     step = block_samples(hop, period, rate)
-    ring = audio.RingBuffer(step, ring_slots(config["ring_ms"], step, rate))
+    if ring is None:
+        ring = audio.RingBuffer(step, ring_slots(ring_ms(config), step, rate))
     if source is None:
         source = audio.make_source(config["audio"], ring, wav_path)
     return Loop(source, ring, frontend, runner, recognizer, responders, inference_period_ms=period,
