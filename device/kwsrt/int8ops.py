@@ -61,8 +61,6 @@ def _float_exact_limit():
 
 EXACT_LIMIT = _float_exact_limit()
 
-FC_FLOAT = False
-FC_SINGLE_ROUNDING_PER_TENSOR = False
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
@@ -500,7 +498,7 @@ def _bias(t, n, what):
     return [struct.unpack_from("<i", t.data, 4 * i)[0] for i in range(n)]
 
 
-def _channel_multipliers(in_scale, filt, out_scale, n, what, float_product=False):
+def _channel_multipliers(in_scale, filt, out_scale, n, what):
     scales = filt.scales
     if len(scales) not in (1, n):
         raise ValueError("%s weights have %d scales for %d channels" % (what, len(scales), n))
@@ -509,11 +507,7 @@ def _channel_multipliers(in_scale, filt, out_scale, n, what, float_product=False
             raise ValueError("%s per-channel weights need zero point 0" % what)
     mults, shifts = [], []
     for c in range(n):
-        filter_scale = scales[c if len(scales) > 1 else 0]
-        if float_product:  # input_scale * filter_scale in float32, then double
-            product = Dbl.from_f32(f32(in_scale.to_float() * filter_scale))
-        else:
-            product = in_scale.mul(Dbl.from_f32(filter_scale))
+        product = in_scale.mul(Dbl.from_f32(scales[c if len(scales) > 1 else 0]))
         m, s = quantize_multiplier(product.div(out_scale))
         mults.append(m)
         shifts.append(s)
@@ -649,7 +643,7 @@ class FullyConnected:
         out_scale, out_zp = _quant(y, what)
         self.w_zp = w.zero_point() if len(w.scales) == 1 else 0
         bias = _bias(b, self.units, what)
-        mults, shifts = _channel_multipliers(in_scale, w, out_scale, self.units, what, FC_FLOAT) if len(w.scales) > 1 \
+        mults, shifts = _channel_multipliers(in_scale, w, out_scale, self.units, what) if len(w.scales) > 1 \
             else self._per_tensor(in_scale, w, out_scale)
         sums = np.sum(as_float(wdata), axis=1).tolist()
         # sum (w - wzp)(x - xzp) = sum wx - xzp sum w - wzp sum x + K xzp wzp; sum x varies per input
@@ -659,7 +653,7 @@ class FullyConnected:
         # measured against ai-edge-litert's reference kernels: the per-channel
         # FULLY_CONNECTED rounds the 64-bit product once (CONV_2D rounds twice)
         self.requant = _Requant(correction, mults, shifts, out_zp, lo, hi,
-                                single_rounding=len(w.scales) > 1 or FC_SINGLE_ROUNDING_PER_TENSOR)
+                                single_rounding=len(w.scales) > 1)
 
     def _per_tensor(self, in_scale, w, out_scale):
         m, s = quantize_multiplier(in_scale.mul(Dbl.from_f32(w.scale())).div(out_scale))
@@ -752,16 +746,14 @@ class Pool:
 
 
 class Mean:
-    """MEAN of an int8 tensor over constant axes (TFLite reduce.cc, kReference).
+    """MEAN of an int8 tensor over constant axes: TFLite's integer ``QuantizedMeanOrSum``.
 
-    * keep_dims, 4-D, axes exactly {1, 2}: ``reference_integer_ops::Mean`` —
-      sum of (x - in_zp), MultiplyByQuantizedMultiplier(in_scale/out_scale),
-      then divide by the count rounding half away from zero, add out_zp, clamp.
-    * otherwise the integer ``QuantizedMeanOrSum``: the 1/count factor is folded
-      into the multiplier (``(m << k) // count``, shift - k with k =
-      floor(log2 count) clamped to 32 and 31 + shift), then
-      MultiplyByQuantizedMultiplier(sum - count * in_zp) + out_zp, clamp.
-      (Measured against ai-edge-litert 2.3; older TFLite used float here.)
+    The 1/count factor is folded into the in_scale/out_scale multiplier
+    (``(m << k) // count`` with shift - k, k = floor(log2 count) clamped to 32
+    and 31 + shift), then MultiplyByQuantizedMultiplier(sum - count * in_zp) +
+    out_zp, clamped. Measured against ai-edge-litert 2.3, this is what its
+    reference resolver runs for keep_dims true and false alike (older TFLite
+    releases divided after requantising, or used float arithmetic).
     """
 
     def __init__(self, op, tensors):
@@ -789,24 +781,17 @@ class Mean:
         in_scale, self.in_zp = _quant(x, what)
         out_scale, self.out_zp = _quant(y, what)
         mult, shift = quantize_multiplier(in_scale.div(out_scale))
-        self.keep_dims_path = bool(op.options.get("keep_dims")) and rank == 4 and raw_axes in ([1, 2], [2, 1])
-        if not self.keep_dims_path:
-            k = min(_bitlen(self.count) - 1, 32, 31 + shift)
-            mult, shift = (mult << k) // self.count, shift - k
-        self.mult, self.shift = mult, shift
+        k = min(_bitlen(self.count) - 1, 32, 31 + shift)
+        self.mult, self.shift = (mult << k) // self.count, shift - k
 
     def run(self, x_view, y_view):
         acc = as_float(x_view).reshape(self.shape)
         for a in self.axes:
             acc = np.sum(acc, axis=a)
-        n = self.count
-        offset = n * self.in_zp
+        offset = self.count * self.in_zp
         out = []
         for s in acc.reshape((self.n_out,)).tolist():
-            v = mbqm(int(s) - offset, self.mult, self.shift)
-            if self.keep_dims_path:
-                v = (v + n // 2) // n if v > 0 else -((n // 2 - v) // n)
-            v += self.out_zp
+            v = mbqm(int(s) - offset, self.mult, self.shift) + self.out_zp
             out.append(-128 if v < -128 else 127 if v > 127 else v)
         y_view[:] = np.array(out, dtype=np.int8)
 
