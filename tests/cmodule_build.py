@@ -144,3 +144,159 @@ class CModel:
         if rc != 0:
             raise KwsError(f"invoke failed with {rc}")
         return out
+
+
+class _FrontendConfig(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in
+                ("window_length", "hop_length", "n_fft", "n_mels", "n_coeffs", "n_frames", "logmel")] + [
+        ("pcm_scale", ctypes.c_float), ("log_floor", ctypes.c_float),
+        ("mel_starts", ctypes.c_void_p), ("mel_lengths", ctypes.c_void_p), ("mel_weights", ctypes.c_void_p)]
+
+
+class CFrontend:
+    """The C front end built from a bundle's frontend.json dict (spec fields + tables)."""
+
+    def __init__(self, lib: KwsLib, spec: dict):
+        self._lib = L = lib.lib
+        tables = spec["tables"]
+        self._starts = np.asarray(tables["mel_starts"], dtype=np.int32)
+        self._lengths = np.asarray([len(w) for w in tables["mel_weights"]], dtype=np.int32)
+        flat = [v for band in tables["mel_weights"] for v in band]
+        self._weights = np.asarray(flat if flat else [0.0], dtype=np.float32)
+        n_frames = 1 + (spec["clip_samples"] - spec["window_length"]) // spec["hop_length"]
+        cfg = self.cfg = _FrontendConfig(spec["window_length"], spec["hop_length"], spec["n_fft"], spec["n_mels"],
+                                         spec["n_coeffs"], n_frames, int(spec["kind"] == "logmel"),
+                                         spec["pcm_scale"], spec["log_floor"], self._starts.ctypes.data,
+                                         self._lengths.ctypes.data, self._weights.ctypes.data)
+        self.n_frames, self.n_coeffs, self.window_length = n_frames, spec["n_coeffs"], spec["window_length"]
+        L.kws_frontend_mem_size.argtypes = [ctypes.POINTER(_FrontendConfig)]
+        L.kws_frontend_mem_size.restype = ctypes.c_size_t
+        L.kws_frontend_init.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(_FrontendConfig), ctypes.c_void_p,
+                                        ctypes.c_size_t, ctypes.POINTER(_Error)]
+        L.kws_frontend_push.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        L.kws_frontend_push.restype = ctypes.c_int32
+        L.kws_frontend_features.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        L.kws_frontend_features_int8.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_int32]
+        L.kws_frontend_frame.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        L.kws_frontend_reset.argtypes = [ctypes.c_void_p]
+        L.kws_frontend_frames_ready.argtypes = [ctypes.c_void_p]
+        L.kws_frontend_frames_ready.restype = ctypes.c_int32
+        L.kws_quantize_features.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_float, ctypes.c_int32]
+        self.mem_size = L.kws_frontend_mem_size(ctypes.byref(cfg))
+        if not self.mem_size:
+            raise KwsError("invalid front end configuration")
+        self._mem = ctypes.create_string_buffer(self.mem_size)
+        self.handle = ctypes.c_void_p()
+        err = _Error()
+        rc = L.kws_frontend_init(ctypes.byref(self.handle), ctypes.byref(cfg), ctypes.cast(self._mem, ctypes.c_void_p),
+                                 self.mem_size, ctypes.byref(err))
+        if rc:
+            raise KwsError(f"[{rc}] {err.message.decode()}")
+
+    def reset(self) -> None:
+        self._lib.kws_frontend_reset(self.handle)
+
+    def push(self, pcm: np.ndarray) -> int:
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        return self._lib.kws_frontend_push(self.handle, pcm.ctypes.data, len(pcm))
+
+    @property
+    def frames_ready(self) -> int:
+        return self._lib.kws_frontend_frames_ready(self.handle)
+
+    def features(self) -> np.ndarray:
+        out = np.empty((self.n_frames, self.n_coeffs), dtype=np.float32)
+        self._lib.kws_frontend_features(self.handle, out.ctypes.data)
+        return out
+
+    def features_int8(self, scale: float, zero_point: int) -> np.ndarray:
+        out = np.empty((self.n_frames, self.n_coeffs), dtype=np.int8)
+        self._lib.kws_frontend_features_int8(self.handle, out.ctypes.data, scale, zero_point)
+        return out
+
+    def clip_features(self, pcm: np.ndarray) -> np.ndarray:
+        self.reset()
+        self.push(pcm)
+        return self.features()
+
+    def frame(self, pcm: np.ndarray) -> np.ndarray:
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        out = np.empty(self.n_coeffs, dtype=np.float32)
+        self._lib.kws_frontend_frame(self.handle, pcm.ctypes.data, out.ctypes.data)
+        return out
+
+    def quantize(self, x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        q = np.empty(x.shape, dtype=np.int8)
+        self._lib.kws_quantize_features(x.ctypes.data, q.ctypes.data, x.size, scale, zero_point)
+        return q
+
+
+def zoo_models(cache_dir: Path, shape=(49, 10), n_classes: int = 12) -> dict[str, bytes]:
+    """Every zoo model with random weights and non-trivial batch-norm statistics, converted to int8.
+
+    Cached in ``cache_dir`` keyed by the sources that define the result.
+    """
+    import sys
+
+    from kws_kit import quantize
+    from kws_kit.models import zoo
+
+    h = hashlib.sha256()
+    for mod in (zoo, quantize, sys.modules[__name__]):
+        h.update(Path(mod.__file__).read_bytes())
+    h.update(repr((shape, n_classes)).encode())
+    folder = Path(cache_dir) / f"zoo-{h.hexdigest()[:16]}"
+    names = zoo.model_names()
+    if all((folder / f"{n}.tflite").is_file() for n in names):
+        return {n: (folder / f"{n}.tflite").read_bytes() for n in names}
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in names:
+        model = zoo.build(name, shape, n_classes, batch_size=1)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                g, b, mu, var = layer.get_weights()
+                layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype(np.float32),
+                                   rng.normal(0, 0.3, b.shape).astype(np.float32),
+                                   rng.normal(0, 0.3, mu.shape).astype(np.float32),
+                                   rng.uniform(0.5, 2.0, var.shape).astype(np.float32)])
+        rep = rng.normal(0, 1, (32, *shape, 1)).astype(np.float32)
+        out[name] = quantize.to_int8_tflite(model, rep)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, blob in out.items():
+        tmp = folder / f"{name}.tflite.tmp{os.getpid()}"
+        tmp.write_bytes(blob)
+        os.replace(tmp, folder / f"{name}.tflite")
+    return out
+
+
+def test_inputs(tflite: bytes, n_real: int = 240, n_random: int = 240, seed: int = 0) -> np.ndarray:
+    """int8 model inputs: real features of generated audio, random values and extremes (>= 500 rows)."""
+    from kws_kit.frontend import Frontend, quantize_features
+    from kws_kit.tflite_info import inspect_tflite
+
+    info = inspect_tflite(tflite)
+    per = int(np.prod(info.input_shape[1:]))
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000.0
+    clips = []
+    for i in range(n_real):
+        f0 = rng.uniform(80, 3000)
+        sweep = np.sin(2 * np.pi * (f0 * t + rng.uniform(-800, 800) * t * t))
+        env = np.exp(-0.5 * ((t - rng.uniform(0.2, 0.8)) / rng.uniform(0.05, 0.3)) ** 2)
+        x = rng.uniform(0.01, 0.9) * env * sweep + rng.uniform(0, 0.05) * rng.normal(size=16000)
+        if i % 7 == 0:
+            x *= 4.0  # clipped
+        clips.append(np.clip(x, -1, 1))
+    feats = Frontend().batch_features(np.asarray(clips, dtype=np.float32))
+    real = quantize_features(feats, info.input_scale, info.input_zero_point).reshape(n_real, -1)
+    rand = rng.integers(-128, 128, size=(n_random, per)).astype(np.int8)
+    extremes = [np.full(per, v, np.int8) for v in (-128, 127, 0, info.input_zero_point)]
+    extremes.append(np.where(np.arange(per) % 2, 127, -128).astype(np.int8))
+    extremes.append(np.where(np.arange(per) % 3 == 0, 127, info.input_zero_point).astype(np.int8))
+    extremes += [np.where(rng.random(per) < p, 127, -128).astype(np.int8) for p in np.linspace(0.05, 0.95, 14)]
+    return np.concatenate([real, rand, np.asarray(extremes)]).astype(np.int8)

@@ -77,6 +77,7 @@ struct kws_model {
     void *scratch;
     size_t scratch_bytes;
     size_t arena_used;
+    uint64_t macs;
 };
 
 /* -- fixed-point arithmetic, exactly as gemmlowp / TFLite define it -- */

@@ -261,7 +261,9 @@ static int good_scale(float s) { return s > 0.0f && s < 3.0e38f; }
 
 /* Output padding as TFLite computes it (ComputePaddingHeightWidth). */
 static int32_t out_size(int32_t padding, int32_t in, int32_t k, int32_t stride, int32_t dil) {
-    int32_t eff = (k - 1) * dil + 1;
+    int64_t eff64 = (int64_t)(k - 1) * dil + 1;
+    if (eff64 > MAX_DIM) return -1; /* caller rejects: no sane kernel spans that far */
+    int32_t eff = (int32_t)eff64;
     if (padding == KWS_PAD_SAME) return (in + stride - 1) / stride;
     return in < eff ? 0 : (in - eff + stride) / stride;
 }
@@ -347,6 +349,7 @@ static int geometry(ctx_t *c, kws_op *op, const kws_tensor *in, const kws_tensor
     op->out_h = out->dims[1]; op->out_w = out->dims[2]; op->out_c = out->dims[3];
     int32_t oh = out_size(padding, op->in_h, op->k_h, op->stride_h, op->dil_h);
     int32_t ow = out_size(padding, op->in_w, op->k_w, op->stride_w, op->dil_w);
+    if (oh < 0 || ow < 0) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: kernel span too large", k);
     if (oh != op->out_h || ow != op->out_w) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: output shape does not match the op", k);
     op->pad_h = padding == KWS_PAD_SAME ? pad_size(op->in_h, op->k_h, op->stride_h, op->dil_h, oh) : 0;
     op->pad_w = padding == KWS_PAD_SAME ? pad_size(op->in_w, op->k_w, op->stride_w, op->dil_w, ow) : 0;
@@ -702,6 +705,9 @@ int kws_model_load(kws_model **out, const void *model, size_t len, void *arena, 
     for (int32_t k = 0; k < m->n_ops; ++k) {
         if (!parse_op(c, m, &ops, &codes, k, &scratch_bytes)) return err->code;
         kws_op *op = &m->ops[k];
+        if (op->code == KWS_OP_CONV_2D) m->macs += (uint64_t)op->out_h * op->out_w * op->out_c * op->k_len;
+        else if (op->code == KWS_OP_DEPTHWISE_CONV_2D) m->macs += (uint64_t)op->out_h * op->out_w * op->out_c * op->k_h * op->k_w;
+        else if (op->code == KWS_OP_FULLY_CONNECTED) m->macs += (uint64_t)op->batches * op->out_c * op->k_len;
         for (int j = 0; j < 3; ++j) {
             if (op->in[j] < 0) continue;
             kws_tensor *t = &m->tensors[op->in[j]];
@@ -804,6 +810,7 @@ float kws_model_output_scale(const kws_model *m) { return m->tensors[m->output].
 int kws_model_output_zero_point(const kws_model *m) { return m->tensors[m->output].zero_point; }
 size_t kws_model_arena_used(const kws_model *m) { return m->arena_used; }
 int kws_model_op_count(const kws_model *m) { return m->n_ops; }
+uint64_t kws_model_macs(const kws_model *m) { return m->macs; }
 void kws_model_input_shape(const kws_model *m, int32_t dims[4]) {
     for (int i = 0; i < 4; ++i) dims[i] = m->tensors[m->input].dims[i];
 }

@@ -62,6 +62,8 @@ int kws_model_output_zero_point(const kws_model *m);
 /* Bytes of the arena in use (tables + activations + scratch + alignment slack). */
 size_t kws_model_arena_used(const kws_model *m);
 int kws_model_op_count(const kws_model *m);
+/* Multiply-accumulates of one inference (conv, depthwise, fully connected). */
+uint64_t kws_model_macs(const kws_model *m);
 /* Input shape as 4 dims (N, H, W, C), padded with leading 1s. */
 void kws_model_input_shape(const kws_model *m, int32_t dims[4]);
 

@@ -49,6 +49,10 @@ int32_t kws_rdbpot(int32_t x, int exponent) {
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/* Accumulate with two's-complement wrap-around: TFLite's int32 sums wrap the
+ * same way on the targets it runs on, and hostile models must not be UB. */
+static inline int32_t add_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
 static inline int32_t shl_wrap(int32_t x, int s) {
     /* TFLite lets x * (1 << s) wrap (it is built without overflow checks). */
     return (int32_t)((uint32_t)x << s);
@@ -127,17 +131,17 @@ static inline int32_t dot_s8_s16(const int8_t *w, const int16_t *x, int32_t n) {
     }
 #else
     for (; n >= 4; n -= 4) {
-        acc += w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3];
+        acc = add_wrap(acc, w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]);
         w += 4;
         x += 4;
     }
 #endif
-    while (n-- > 0) acc += *w++ * *x++;
+    while (n-- > 0) acc = add_wrap(acc, *w++ * *x++);
     return acc;
 }
 
 static inline int8_t requant(int32_t acc, const kws_op *op, int32_t ch) {
-    int32_t v = kws_mbqm(acc, op->mult[ch], op->shift[ch]) + op->out_offset;
+    int32_t v = add_wrap(kws_mbqm(acc, op->mult[ch], op->shift[ch]), op->out_offset);
     return clamp8(v, op->act_min, op->act_max);
 }
 
@@ -172,7 +176,7 @@ void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t
             const int8_t *w = filter;
             for (int32_t oc = 0; oc < out_c; ++oc, w += k_len) {
                 int32_t acc = dot_s8_s16(w, patch, k_len);
-                if (op->bias) acc += op->bias[oc];
+                if (op->bias) acc = add_wrap(acc, op->bias[oc]);
                 dst[oc] = requant(acc, op, oc);
             }
         }
@@ -198,11 +202,11 @@ void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int
                     const int8_t *x = in + ((size_t)iy * in_w + ix) * in_c;
                     const int8_t *f = filter + ((size_t)ky * op->k_w + kx) * out_c;
                     if (mult == 1) {
-                        for (int32_t c = 0; c < out_c; ++c) acc[c] += f[c] * (x[c] + off);
+                        for (int32_t c = 0; c < out_c; ++c) acc[c] = add_wrap(acc[c], f[c] * (x[c] + off));
                     } else {
                         for (int32_t ic = 0; ic < in_c; ++ic) {
                             const int32_t xv = x[ic] + off;
-                            for (int32_t m = 0; m < mult; ++m) acc[ic * mult + m] += f[ic * mult + m] * xv;
+                            for (int32_t m = 0; m < mult; ++m) acc[ic * mult + m] = add_wrap(acc[ic * mult + m], f[ic * mult + m] * xv);
                         }
                     }
                 }
@@ -210,7 +214,7 @@ void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int
             int8_t *dst = out + ((size_t)oy * op->out_w + ox) * out_c;
             for (int32_t c = 0; c < out_c; ++c) {
                 int32_t a = acc[c];
-                if (op->bias) a += op->bias[c];
+                if (op->bias) a = add_wrap(a, op->bias[c]);
                 dst[c] = requant(a, op, c);
             }
         }
@@ -228,7 +232,7 @@ void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weigh
         const int8_t *w = weights;
         for (int32_t o = 0; o < n_out; ++o, w += k) {
             int32_t acc = dot_s8_s16(w, row, k);
-            if (op->bias) acc += op->bias[o];
+            if (op->bias) acc = add_wrap(acc, op->bias[o]);
             if (op->fc_scale) {
                 /* The TFLite reference kernel for per-channel FULLY_CONNECTED
                  * rescales in double: round(acc * in_scale * w_scale / out_scale). */
@@ -254,14 +258,15 @@ void kws_avg_pool(const kws_op *op, const int8_t *in, int8_t *out) {
             const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
             const int32_t fx1 = op->k_w < op->in_w - ix0 ? op->k_w : op->in_w - ix0;
             for (int32_t c = 0; c < c_n; ++c) {
-                int32_t acc = 0, count = 0;
+                int64_t acc = 0;
+                int32_t count = 0;
                 for (int32_t fy = fy0; fy < fy1; ++fy)
                     for (int32_t fx = fx0; fx < fx1; ++fx) {
                         acc += in[((size_t)(iy0 + fy) * op->in_w + (ix0 + fx)) * c_n + c];
                         ++count;
                     }
                 int32_t avg = 0;
-                if (count > 0) avg = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                if (count > 0) avg = (int32_t)(acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count);
                 out[((size_t)oy * op->out_w + ox) * c_n + c] = clamp8(avg, op->act_min, op->act_max);
             }
         }
@@ -319,16 +324,16 @@ void kws_mean(const kws_op *op, const kws_tensor *t, const int8_t *in, int8_t *o
                 const int32_t o2 = od[2] == 1 ? 0 : i2;
                 int32_t *row = sums + ((o0 * od[1] + o1) * od[2] + o2) * od[3];
                 if (od[3] == 1) {
-                    for (int32_t i3 = 0; i3 < t->dims[3]; ++i3) row[0] += in[flat++];
+                    for (int32_t i3 = 0; i3 < t->dims[3]; ++i3) row[0] = add_wrap(row[0], in[flat++]);
                 } else {
-                    for (int32_t i3 = 0; i3 < t->dims[3]; ++i3) row[i3] += in[flat++];
+                    for (int32_t i3 = 0; i3 < t->dims[3]; ++i3) row[i3] = add_wrap(row[i3], in[flat++]);
                 }
             }
         }
     }
-    const int32_t zp_total = -op->in_offset * op->reduce_count;
+    const int32_t zp_total = (int32_t)((uint32_t)-op->in_offset * (uint32_t)op->reduce_count);
     for (int32_t i = 0; i < out_elems; ++i) {
-        int32_t v = kws_mbqm(sums[i] - zp_total, op->mult[0], op->shift[0]) + op->out_offset;
+        int32_t v = add_wrap(kws_mbqm(add_wrap(sums[i], -zp_total), op->mult[0], op->shift[0]), op->out_offset);
         out[i] = clamp8(v, -128, 127);
     }
 }

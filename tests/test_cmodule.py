@@ -1,0 +1,168 @@
+"""The `kws` C core on the host (ctypes): bit-exact int8 inference, the front end, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cmodule_build as cb
+
+pytestmark = pytest.mark.skipif(cb.compiler() is None, reason="no C compiler")
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return cb.KwsLib(cb.build_shared())
+
+
+@pytest.fixture(scope="module")
+def zoo_tflite(request):
+    pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert")
+    return cb.zoo_models(request.config.cache.mkdir("kws_cmodule"))
+
+
+def _zoo_names():
+    from kws_kit.models import zoo
+
+    return zoo.model_names()
+
+
+@pytest.mark.parametrize("name", _zoo_names())
+def test_zoo_model_outputs_are_bit_identical_to_the_reference_kernels(lib, zoo_tflite, name):
+    from kws_kit.quantize import run_int8
+    from kws_kit.tflite_info import inspect_tflite
+
+    tflite = zoo_tflite[name]
+    info = inspect_tflite(tflite)
+    model = lib.load(tflite, 400_000)
+    assert (model.input_size, model.output_size) == (490, 12)
+    assert model.input_scale == pytest.approx(info.input_scale) and model.input_zero_point == info.input_zero_point
+    assert model.output_scale == pytest.approx(1 / 256) and model.output_zero_point == -128
+    assert model.n_ops == len(info.ops)
+    x = cb.test_inputs(tflite)
+    assert len(x) >= 500
+    expected = run_int8(tflite, x)
+    got = model(x)
+    mismatched = np.flatnonzero((got != expected).any(axis=1))
+    assert mismatched.size == 0, f"{name}: {mismatched.size} of {len(x)} inputs differ, first {mismatched[:5]}"
+    # not a degenerate model: the outputs move with the input
+    assert len(np.unique(expected.argmax(1))) > 1 or np.ptp(expected.astype(int), axis=0).max() > 4
+    # the planner reuses memory: the arena is below "every activation alive at once" + tables
+    all_alive = sum(-(-t.nbytes // 16) * 16 for t in info.tensors if not t.is_constant)
+    assert model.arena_used < all_alive + 16 * 1024
+    # an arena of exactly arena_used bytes is enough, a smaller one is refused cleanly
+    lib.load(tflite, model.arena_used)(x[:2])
+    with pytest.raises(cb.KwsError, match=r"\[3\] arena too small"):
+        lib.load(tflite, model.arena_used - 64)
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_s", "tds_resnet"])
+def test_cortex_m4_dual_mac_path_gives_the_same_bits(zoo_tflite, name):
+    """The SMLAD/SXTB16 dot product (emulated in C on the host) against the reference."""
+    from kws_kit.quantize import run_int8
+
+    dsp = cb.KwsLib(cb.build_shared(dsp_emulate=True))
+    x = cb.test_inputs(zoo_tflite[name], n_real=40, n_random=40, seed=5)
+    np.testing.assert_array_equal(dsp.load(zoo_tflite[name], 400_000)(x), run_int8(zoo_tflite[name], x))
+
+
+def _golden():
+    from kws_kit import golden
+
+    return golden.load(GOLDEN)
+
+
+@pytest.mark.parametrize("preset", ["mfcc10", "mfcc13", "logmel40"])
+def test_frontend_matches_golden_vectors(lib, preset):
+    arrays, manifest = _golden()
+    fe = cb.CFrontend(lib, json.loads((GOLDEN / f"frontend_{preset}.json").read_text()))
+    for case in manifest["cases"]:
+        got = fe.clip_features(arrays[f"{case}.pcm"])
+        ref = arrays[f"{case}.{preset}"]
+        assert got.shape == ref.shape
+        rel = np.abs(got - ref).max(axis=1) / np.maximum(1.0, np.abs(ref).max(axis=1))
+        assert rel.max() < 1e-3, f"{case}: relative error {rel.max():.2e}"
+
+
+def test_frontend_int8_matches_golden_except_counted_ties(lib):
+    arrays, manifest = _golden()
+    q = manifest["quantization"]
+    scale, zp = q["scale"], q["zero_point"]
+    fe = cb.CFrontend(lib, json.loads((GOLDEN / "frontend_mfcc10.json").read_text()))
+    near_tie = 0
+    for case in manifest["cases"]:
+        fe.clip_features(arrays[f"{case}.pcm"])
+        got = fe.features_int8(scale, zp)
+        ref = arrays[f"{case}.mfcc10.int8"]
+        # the C quantiser on the host's own features is exact
+        np.testing.assert_array_equal(fe.quantize(arrays[f"{case}.mfcc10"], scale, zp), ref)
+        diff = got.astype(int) - ref
+        assert np.abs(diff).max() <= 1
+        if diff.any():
+            # only where the host value lies within float32 noise of a rounding boundary
+            t = arrays[f"{case}.mfcc10"][diff != 0] / scale + zp + 0.5
+            assert np.all(np.abs(t - np.round(t)) < 1e-3)
+            near_tie += int(np.count_nonzero(diff))
+    assert near_tie <= 3
+
+
+def test_streaming_window_equals_clip_features(lib):
+    arrays, _ = _golden()
+    spec = json.loads((GOLDEN / "frontend_mfcc10.json").read_text())
+    fe = cb.CFrontend(lib, spec)
+    pcm = np.concatenate([arrays["vowel_word.pcm"], arrays["chirps_noise.pcm"]])
+    fe.reset()
+    produced, at, sizes = 0, 0, [1, 7, 320, 333, 1000, 4096]
+    for i in range(10_000):
+        n = sizes[i % len(sizes)]
+        produced += fe.push(pcm[at : at + n])
+        at += n
+        if at >= 16000 + 12 * 320 and produced >= 49 + 12:
+            break
+    total = 1 + (at - 480) // 320
+    assert produced == total and fe.frames_ready == 49
+    start = (total - 49) * 320
+    expected = fe.clip_features(pcm[start : start + 16000])
+    fe.reset()
+    fe.push(pcm[:at])
+    np.testing.assert_array_equal(fe.features(), expected)
+
+
+def test_frontend_rejects_bad_tables(lib):
+    spec = json.loads((GOLDEN / "frontend_mfcc10.json").read_text())
+    spec["tables"]["mel_starts"][3] = 300
+    with pytest.raises(cb.KwsError):
+        cb.CFrontend(lib, spec)
+
+
+def test_damaged_models_are_errors_not_crashes(lib, zoo_tflite):
+    good = zoo_tflite["tds_resnet"]
+    rng = np.random.default_rng(0)
+    blobs = [b"", b"TFL3", good[:4] + b"XXXX" + good[8:], rng.bytes(3000)]
+    blobs += [good[:cut] for cut in (8, 16, 64, 500, len(good) // 2, len(good) - 1)]
+    blobs += [good[:8] + rng.bytes(600) for _ in range(20)]
+    for blob in blobs:
+        with pytest.raises(cb.KwsError) as err:
+            lib.load(blob, 200_000)
+        assert "]" in str(err.value) and len(str(err.value)) > 6
+
+
+def test_unsupported_op_is_named(lib):
+    keras = pytest.importorskip("keras")
+    from kws_kit.quantize import to_int8_tflite
+
+    inputs = keras.Input((12, 4, 1), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="tanh")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Softmax()(keras.layers.Dense(3)(x))
+    rep = np.random.default_rng(0).normal(size=(24, 12, 4, 1)).astype(np.float32)
+    blob = to_int8_tflite(keras.Model(inputs, outputs), rep, allowed_ops=None or {"CONV_2D", "TANH", "MEAN",
+                                                                                 "FULLY_CONNECTED", "SOFTMAX"})
+    with pytest.raises(cb.KwsError, match=r"\[2\] op 1: builtin operator 28 is not supported"):
+        lib.load(blob, 100_000)
