@@ -32,7 +32,7 @@ app = typer.Typer(
 _state = {"debug": False}
 
 # Modules under kws_kit.commands, each with a ``register(app)`` function.
-COMMAND_MODULES = ["data", "train", "export", "evaluate", "demo", "simulate", "listen", "boards", "deploy"]
+COMMAND_MODULES = ["data", "train", "export", "evaluate", "demo", "simulate", "listen", "boards", "deploy", "firmware"]
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,13 @@
+# MicroPython user C module `kws` (make-based ports: stm32, unix).
+# Build: make -C ports/stm32 BOARD=NUCLEO_L476RG USER_C_MODULES=<dir holding kws/ (and ulab/)>
+# `kws-kit firmware build` prepares that directory and runs the command.
+KWS_MOD_DIR := $(USERMOD_DIR)
+
+SRC_USERMOD += $(KWS_MOD_DIR)/kws_model.c $(KWS_MOD_DIR)/kws_ops.c $(KWS_MOD_DIR)/kws_frontend.c $(KWS_MOD_DIR)/kws_mp.c
+CFLAGS_USERMOD += -I$(KWS_MOD_DIR) -ffp-contract=off
+
+# kws.AudioIn (SAI1 + DMA) exists only on the STM32L4 (Nucleo-L476RG).
+ifeq ($(MCU_SERIES),l4)
+SRC_USERMOD += $(KWS_MOD_DIR)/kws_audio_stm32.c
+CFLAGS_USERMOD += -DKWS_WITH_AUDIO_STM32=1
+endif
