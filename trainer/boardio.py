@@ -215,7 +215,9 @@ class Board:
         self._check_port_opens(port, baudrate)
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints raw bytes on failure
-                self.transport = SerialTransport(port, baudrate=baudrate)
+                # A read timeout: on a pty mpremote reads without checking what is waiting, and a port where
+                # nothing answers would block forever; its own loops treat an empty read as "nothing yet".
+                self.transport = SerialTransport(port, baudrate=baudrate, timeout=min(2.0, timeout))
         except (TransportError, OSError) as exc:
             raise BoardError(f"cannot open {port}: {_one_line(exc)}") from None
         try:

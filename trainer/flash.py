@@ -41,8 +41,10 @@ def _run(cmd, what: str, timeout: float = 300) -> str:
     except subprocess.TimeoutExpired:
         raise BoardError(f"{what}: {cmd[0]} took longer than {timeout:.0f} s") from None
     if done.returncode != 0:
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        raise BoardError(f"{what} failed: {lines[-1].strip() if lines else f'exit code {done.returncode}'}")
+        lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()]
+        reason = (errors or lines or [f"exit code {done.returncode}"])[0]
+        raise BoardError(f"{what} failed: {reason}")
     return done.stdout + done.stderr
 
 

@@ -17,7 +17,8 @@ def boards_table():
     from kws_kit.boards import board_names, load_profile
 
     table = Table(title="boards")
-    for col in ("board", "MCU", "clock", "heap", "filesystem", "audio", "runner / front end", "firmware needs"):
+    table.add_column("board", no_wrap=True)
+    for col in ("MCU", "clock", "heap", "filesystem", "audio", "runner / front end", "firmware needs"):
         table.add_column(col)
     for name in board_names():
         p = load_profile(name)

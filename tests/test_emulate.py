@@ -1,0 +1,72 @@
+"""The virtual board: mpremote talks to the MicroPython unix port on a pty; the folder is its flash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from virtual_board import needs_micropython, virtual_board  # noqa: F401
+
+from kws_kit.boardio import Board
+
+
+def _mpremote(port, *args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "resume", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@needs_micropython
+def test_mpremote_cli_runs_code_and_copies_into_the_folder(virtual_board, tmp_path):
+    done = _mpremote(virtual_board.port, "exec", "import sys; print(sys.implementation.name, 6 * 7)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["micropython", "42"]
+    src = tmp_path / "hello.py"
+    src.write_text("GREETING = 'hi'\n")
+    done = _mpremote(virtual_board.port, "fs", "mkdir", ":lib", "+", "fs", "cp", str(src), ":lib/hello.py")
+    assert done.returncode == 0, done.stderr
+    assert (virtual_board.folder / "lib" / "hello.py").read_text() == src.read_text()
+    done = _mpremote(virtual_board.port, "exec", "import hello; print(hello.GREETING)")
+    assert done.stdout.strip() == "hi"
+
+
+@needs_micropython
+def test_exit_reboots_and_files_survive(virtual_board):
+    with Board(virtual_board.port) as board:
+        board.write_file("/keep.txt", b"kept")
+        assert board.probe().cwd == "/" and board.probe().hashlib
+    assert virtual_board.boots == 1
+    _mpremote(virtual_board.port, "exec", "import sys; sys.exit()")
+    deadline = time.monotonic() + 5
+    while virtual_board.boots < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert virtual_board.boots == 2
+    time.sleep(0.2)
+    with Board(virtual_board.port) as board:
+        assert board.exec("print(open('/keep.txt').read())").strip() == "kept"
+        # a fresh interpreter: nothing defined by the previous session
+        assert board.exec("print('_kf' in globals())").strip() == "False"
+
+
+@needs_micropython
+def test_board_heap_size_is_applied(tmp_path):
+    from kws_kit.emulate import VirtualBoard
+
+    with VirtualBoard(tmp_path / "flash", heap_bytes=90112) as vb, Board(vb.port) as board:
+        free = board.probe().mem_free
+    assert 0 < free < 90112
+
+
+@needs_micropython
+def test_emulate_command_prints_the_port(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "from kws_kit.cli import run; run()", "board", "emulate", "--dir", str(tmp_path / "vb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/")
+        done = _mpremote(port, "exec", "print(1 + 1)")
+        assert done.stdout.strip() == "2"
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
