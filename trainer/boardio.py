@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import time
 import zlib
 
 from .errors import BoardError
@@ -221,8 +222,17 @@ class Board:
         except (TransportError, OSError) as exc:
             raise BoardError(f"cannot open {port}: {_one_line(exc)}") from None
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                self.transport.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
+            # A board that is rebooting (after a reset, or the virtual board restarting) can swallow the
+            # first Ctrl-C/Ctrl-A: try again a few times within the timeout.
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        self.transport.enter_raw_repl(soft_reset=False, timeout_overall=min(timeout, 2.0))
+                    break
+                except TransportError:
+                    if time.monotonic() >= deadline:
+                        raise
         except Exception as exc:  # TransportError, SerialException, OSError
             self._close_quietly()
             raise BoardError(f"{port} does not answer like a MicroPython REPL ({_one_line(exc)})",

@@ -77,6 +77,7 @@ class VirtualBoard:
         self._user_master = None
         self._user_slave = None
         self._stop = threading.Event()
+        self._pending = b""
         self._thread: threading.Thread | None = None
         self.port: str | None = None
 
@@ -140,11 +141,16 @@ class VirtualBoard:
                     data = os.read(self._user_master, 4096)
                 except OSError:
                     continue
-                if data and self._child_master is not None:
-                    try:
-                        os.write(self._child_master, data)
-                    except OSError:
-                        pass
+                if data:
+                    self._pending += data
+            if self._pending and self._child_master is not None and self._proc is not None \
+                    and self._proc.poll() is None:
+                # input that arrived while the interpreter was rebooting goes to the new one
+                try:
+                    os.write(self._child_master, self._pending)
+                    self._pending = b""
+                except OSError:
+                    pass
             if self._proc is not None and self._proc.poll() is not None and self._child_master is not None:
                 # drain what the process printed before it died, then reboot
                 ready, _, _ = select.select([self._child_master], [], [], 0)
