@@ -31,7 +31,7 @@ static void raise_kws(const kws_error *err) {
     mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("kws: %s"), err->message);
 }
 
-static mp_obj_t kws_model_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+static mp_obj_t mp_kws_model_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     mp_arg_check_num(n_args, n_kw, 2, 2, false);
     mp_buffer_info_t model;
     mp_get_buffer_raise(args[0], &model, MP_BUFFER_READ);
@@ -52,7 +52,7 @@ static mp_obj_t kws_model_make_new(const mp_obj_type_t *type, size_t n_args, siz
     return MP_OBJ_FROM_PTR(self);
 }
 
-static mp_obj_t kws_model_invoke(mp_obj_t self_in, mp_obj_t in_obj, mp_obj_t out_obj) {
+static mp_obj_t mp_kws_model_invoke(mp_obj_t self_in, mp_obj_t in_obj, mp_obj_t out_obj) {
     kws_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     mp_buffer_info_t in, out;
     mp_get_buffer_raise(in_obj, &in, MP_BUFFER_READ);
@@ -64,9 +64,9 @@ static mp_obj_t kws_model_invoke(mp_obj_t self_in, mp_obj_t in_obj, mp_obj_t out
     kws_model_invoke(self->model, (const int8_t *)in.buf, (int8_t *)out.buf);
     return out_obj;
 }
-static MP_DEFINE_CONST_FUN_OBJ_3(kws_model_invoke_obj, kws_model_invoke);
+static MP_DEFINE_CONST_FUN_OBJ_3(kws_model_invoke_obj, mp_kws_model_invoke);
 
-static void kws_model_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+static void mp_kws_model_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     kws_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     if (dest[0] != MP_OBJ_NULL) {
         return; /* read-only */
@@ -90,8 +90,8 @@ static MP_DEFINE_CONST_DICT(kws_model_locals, kws_model_locals_table);
 
 MP_DEFINE_CONST_OBJ_TYPE(
     kws_model_type, MP_QSTR_Model, MP_TYPE_FLAG_NONE,
-    make_new, kws_model_make_new,
-    attr, kws_model_attr,
+    make_new, mp_kws_model_make_new,
+    attr, mp_kws_model_attr,
     locals_dict, &kws_model_locals
     );
 
@@ -113,7 +113,7 @@ static mp_obj_t dict_get(mp_obj_t dict, qstr key) {
     return e->value;
 }
 
-static mp_obj_t kws_frontend_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+static mp_obj_t mp_kws_frontend_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     mp_arg_check_num(n_args, n_kw, 1, 1, false);
     mp_obj_t spec = args[0];
     if (!mp_obj_is_type(spec, &mp_type_dict)) {
@@ -129,8 +129,8 @@ static mp_obj_t kws_frontend_make_new(const mp_obj_type_t *type, size_t n_args, 
     mp_int_t clip = mp_obj_get_int(dict_get(spec, MP_QSTR_clip_samples));
     cfg.n_frames = cfg.hop_length > 0 && clip >= cfg.window_length ? 1 + (clip - cfg.window_length) / cfg.hop_length : 0;
     cfg.logmel = strcmp(mp_obj_str_get_str(dict_get(spec, MP_QSTR_kind)), "logmel") == 0;
-    cfg.pcm_scale = mp_obj_get_float(dict_get(spec, MP_QSTR_pcm_scale));
-    cfg.log_floor = mp_obj_get_float(dict_get(spec, MP_QSTR_log_floor));
+    cfg.pcm_scale = (float)mp_obj_get_float(dict_get(spec, MP_QSTR_pcm_scale));
+    cfg.log_floor = (float)mp_obj_get_float(dict_get(spec, MP_QSTR_log_floor));
     mp_obj_t tables = dict_get(spec, MP_QSTR_tables);
     size_t n_starts, n_bands;
     mp_obj_t *starts, *bands;
@@ -155,7 +155,7 @@ static mp_obj_t kws_frontend_make_new(const mp_obj_type_t *type, size_t n_args, 
         size_t n;
         mp_obj_t *w;
         mp_obj_get_array(bands[m], &n, &w);
-        for (size_t i = 0; i < n; ++i) weights[at++] = mp_obj_get_float(w[i]);
+        for (size_t i = 0; i < n; ++i) weights[at++] = (float)mp_obj_get_float(w[i]);
     }
     cfg.mel_starts = s;
     cfg.mel_lengths = lengths;
@@ -178,27 +178,27 @@ static mp_obj_t kws_frontend_make_new(const mp_obj_type_t *type, size_t n_args, 
     return MP_OBJ_FROM_PTR(self);
 }
 
-static mp_obj_t kws_frontend_push(mp_obj_t self_in, mp_obj_t samples) {
+static mp_obj_t mp_kws_frontend_push(mp_obj_t self_in, mp_obj_t samples) {
     kws_frontend_obj_t *self = MP_OBJ_TO_PTR(self_in);
     mp_buffer_info_t b;
     mp_get_buffer_raise(samples, &b, MP_BUFFER_READ);
     return MP_OBJ_NEW_SMALL_INT(kws_frontend_push(self->fe, (const int16_t *)b.buf, b.len / 2));
 }
-static MP_DEFINE_CONST_FUN_OBJ_2(kws_frontend_push_obj, kws_frontend_push);
+static MP_DEFINE_CONST_FUN_OBJ_2(kws_frontend_push_obj, mp_kws_frontend_push);
 
-static mp_obj_t kws_frontend_features_int8(size_t n_args, const mp_obj_t *args) {
+static mp_obj_t mp_kws_frontend_features_int8(size_t n_args, const mp_obj_t *args) {
     kws_frontend_obj_t *self = MP_OBJ_TO_PTR(args[0]);
     mp_buffer_info_t b;
     mp_get_buffer_raise(args[1], &b, MP_BUFFER_WRITE);
     if (b.len != (size_t)(self->n_frames * self->n_coeffs)) {
         mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: output buffer must hold n_frames * n_coeffs bytes"));
     }
-    kws_frontend_features_int8(self->fe, (int8_t *)b.buf, mp_obj_get_float(args[2]), mp_obj_get_int(args[3]));
+    kws_frontend_features_int8(self->fe, (int8_t *)b.buf, (float)mp_obj_get_float(args[2]), (int32_t)mp_obj_get_int(args[3]));
     return args[1];
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(kws_frontend_features_int8_obj, 4, 4, kws_frontend_features_int8);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(kws_frontend_features_int8_obj, 4, 4, mp_kws_frontend_features_int8);
 
-static mp_obj_t kws_frontend_features(mp_obj_t self_in, mp_obj_t out) {
+static mp_obj_t mp_kws_frontend_features(mp_obj_t self_in, mp_obj_t out) {
     kws_frontend_obj_t *self = MP_OBJ_TO_PTR(self_in);
     mp_buffer_info_t b;
     mp_get_buffer_raise(out, &b, MP_BUFFER_WRITE);
@@ -208,16 +208,16 @@ static mp_obj_t kws_frontend_features(mp_obj_t self_in, mp_obj_t out) {
     kws_frontend_features(self->fe, (float *)b.buf);
     return out;
 }
-static MP_DEFINE_CONST_FUN_OBJ_2(kws_frontend_features_obj, kws_frontend_features);
+static MP_DEFINE_CONST_FUN_OBJ_2(kws_frontend_features_obj, mp_kws_frontend_features);
 
-static mp_obj_t kws_frontend_reset(mp_obj_t self_in) {
+static mp_obj_t mp_kws_frontend_reset(mp_obj_t self_in) {
     kws_frontend_obj_t *self = MP_OBJ_TO_PTR(self_in);
     kws_frontend_reset(self->fe);
     return mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(kws_frontend_reset_obj, kws_frontend_reset);
+static MP_DEFINE_CONST_FUN_OBJ_1(kws_frontend_reset_obj, mp_kws_frontend_reset);
 
-static void kws_frontend_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+static void mp_kws_frontend_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     kws_frontend_obj_t *self = MP_OBJ_TO_PTR(self_in);
     if (dest[0] != MP_OBJ_NULL) {
         return;
@@ -240,8 +240,8 @@ static MP_DEFINE_CONST_DICT(kws_frontend_locals, kws_frontend_locals_table);
 
 MP_DEFINE_CONST_OBJ_TYPE(
     kws_frontend_type, MP_QSTR_Frontend, MP_TYPE_FLAG_NONE,
-    make_new, kws_frontend_make_new,
-    attr, kws_frontend_attr,
+    make_new, mp_kws_frontend_make_new,
+    attr, mp_kws_frontend_attr,
     locals_dict, &kws_frontend_locals
     );
 
