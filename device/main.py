@@ -1,6 +1,6 @@
 # kws-kit keyword spotter: copied to the board as /main.py by `kws-kit deploy`.
 #
-# Loads /kws/config.json and the model bundle it names, builds the streaming loop
+# Loads /model/config.json and the model bundle it names, builds the streaming loop
 # (kwsrt in /lib) from the board profile embedded in the config, prints the start
 # event and listens forever. Any error prints one {"ev":"err",...} line and blinks
 # the LED in the error pattern (three short flashes, a pause) instead of crashing
@@ -9,7 +9,7 @@
 import gc
 import sys
 
-CONFIG_PATH = "/kws/config.json"
+CONFIG_PATH = "model/config.json"  # relative: boards boot in /flash (STM32, OpenMV) or / (ESP32)
 
 
 def _heap_free():

@@ -39,7 +39,7 @@ def test_dry_run_lists_files_and_budget(tiny_bundle, fake_runtime, capsys):
     rc = main(["deploy", "--board", "nucleo", "--model", str(tiny_bundle), "--dry-run", "--runtime", str(fake_runtime)])
     out = capsys.readouterr().out
     assert rc == 0
-    for path in ("/flash/main.py", "/flash/lib/kwsrt/util.py", "/flash/kws/model.tflite", "/flash/kws/config.json"):
+    for path in ("/flash/main.py", "/flash/lib/kwsrt/util.py", "/flash/model/model.tflite", "/flash/model/config.json"):
         assert path in out
     assert "fits nucleo_l476rg" in out
     assert "metadata.json" not in out  # host-only files stay home
@@ -48,13 +48,13 @@ def test_dry_run_lists_files_and_budget(tiny_bundle, fake_runtime, capsys):
 def test_config_follows_profile_and_actions(tiny_bundle, fake_runtime):
     plan = dep.plan_deploy("esp32s3", tiny_bundle, actions=["go=led:100", "go=print", "stop=pin:7:50"],
                            runtime_dir=fake_runtime)
-    cfg = json.loads(plan.file("/kws/config.json").data)
+    cfg = json.loads(plan.file("/model/config.json").data)
     profile = load_profile("esp32s3")
     assert cfg["audio"] == profile["audio"] and cfg["led_pin"] == profile["led"]["pin"]
     assert cfg["actions"] == {"go": [{"do": "led", "pin": "LED", "ms": 100}, {"do": "print"}],
                               "stop": [{"do": "pin", "pin": "7", "ms": 50}]}
-    assert cfg["runner"] == ["kws", "ulab"] and cfg["bundle_dir"] == "/kws"
-    default = json.loads(dep.plan_deploy("esp32s3", tiny_bundle, runtime_dir=fake_runtime).file("/kws/config.json").data)
+    assert cfg["runner"] == ["kws", "ulab"] and cfg["bundle_dir"] == "/model"
+    default = json.loads(dep.plan_deploy("esp32s3", tiny_bundle, runtime_dir=fake_runtime).file("/model/config.json").data)
     assert sorted(default["actions"]) == ["go", "stop"]  # every keyword, not _silence_/_unknown_
     with pytest.raises(ModelError, match="no label 'yes'"):
         dep.plan_deploy("esp32s3", tiny_bundle, actions=["yes=led"], runtime_dir=fake_runtime)
@@ -117,7 +117,7 @@ def test_board_without_modules_gets_a_clear_message(tiny_bundle, fake_runtime, v
         err = capsys.readouterr().err.strip()
         assert rc == 1 and len(err.splitlines()) == 1
         assert needs in err and "firmware" in err
-    assert not (virtual_board.folder / "kws").exists()  # nothing copied
+    assert not (virtual_board.folder / "model").exists()  # nothing copied
 
 
 @needs_micropython
@@ -127,7 +127,7 @@ def test_deploy_lands_files_with_right_hashes_and_redeploys_only_changes(tiny_bu
     expected = {f.path: hashlib.sha256(f.data).hexdigest() for f in first.plan.files}
     assert _board_files(flash) == expected  # nothing else: no .new / .bak / journal left
     assert sorted(first.copied) == sorted(expected) and first.plan.root == "/"
-    assert "/kws/model.tflite" in expected and "/lib/kwsrt/__init__.py" in expected
+    assert "/model/model.tflite" in expected and "/lib/kwsrt/__init__.py" in expected
 
     time.sleep(0.2)  # the soft reset reboots the virtual board
     again = dep.deploy("nucleo", tiny_bundle, port=virtual_board.port, runtime_dir=fake_runtime, force=True)
@@ -139,9 +139,9 @@ def test_deploy_lands_files_with_right_hashes_and_redeploys_only_changes(tiny_bu
     (fake_runtime / "kwsrt" / "util.py").write_text("def twice(x):\n    return x + x\n")
     time.sleep(0.2)
     third = dep.deploy("nucleo", tiny_bundle, port=virtual_board.port, runtime_dir=fake_runtime, force=True)
-    assert sorted(third.copied) == ["/kws/recognizer.json", "/lib/kwsrt/util.py"]
+    assert sorted(third.copied) == ["/lib/kwsrt/util.py", "/model/recognizer.json"]
     assert third.bytes_copied == len((tiny_bundle / "recognizer.json").read_bytes()) + len((fake_runtime / "kwsrt" / "util.py").read_bytes())
-    assert json.loads((flash / "kws/recognizer.json").read_text())["detection_threshold"] == 0.75
+    assert json.loads((flash / "model/recognizer.json").read_text())["detection_threshold"] == 0.75
 
     # the deployed runtime imports on the board
     time.sleep(0.2)
@@ -172,13 +172,13 @@ def test_power_cut_during_upload_keeps_the_old_set(tmp_path, tiny_tflite, fake_r
     assert after == before  # old set intact (a half-written .new may remain until the next deploy)
 
     with VirtualBoard(flash) as fresh, Board(fresh.port) as b:
-        labels = b.exec("print(open('/kws/labels.txt').read().split())")
+        labels = b.exec("print(open('/model/labels.txt').read().split())")
         assert "go" in labels and "on" not in labels
-        assert b.digests(["/kws/model.tflite"])["/kws/model.tflite"] == "sha256:" + hashlib.sha256(tiny_tflite).hexdigest()
+        assert b.digests(["/model/model.tflite"])["/model/model.tflite"] == "sha256:" + hashlib.sha256(tiny_tflite).hexdigest()
     with VirtualBoard(flash) as fresh:
         result = dep.deploy("nucleo", new, port=fresh.port, runtime_dir=fake_runtime, force=True, reset=False)
     assert not any(p.endswith((".new", ".bak")) for p in _board_files(flash))
-    assert "/kws/labels.txt" in result.copied and (flash / "kws/labels.txt").read_text().split()[2] == "on"
+    assert "/model/labels.txt" in result.copied and (flash / "model/labels.txt").read_text().split()[2] == "on"
 
 
 @needs_micropython
@@ -187,23 +187,23 @@ def test_interrupted_swap_is_rolled_back_on_the_next_connection(tmp_path, tiny_t
     bundle = write_bundle(tmp_path / "b", tiny_tflite)
     with VirtualBoard(flash) as vb:
         dep.deploy("nucleo", bundle, port=vb.port, runtime_dir=fake_runtime, force=True, reset=False)
-    old_model = (flash / "kws/model.tflite").read_bytes()
-    old_labels = (flash / "kws/labels.txt").read_bytes()
+    old_model = (flash / "model/model.tflite").read_bytes()
+    old_labels = (flash / "model/labels.txt").read_bytes()
     # what a reset half-way through the swap leaves: journal, model swapped, labels moved aside, a new file in place
-    (flash / ".kws_deploy").write_text(repr([["/kws/model.tflite", True], ["/kws/labels.txt", True],
-                                             ["/kws/extra.bin", False]]))
-    (flash / "kws/model.tflite").rename(flash / "kws/model.tflite.bak")
-    (flash / "kws/model.tflite").write_bytes(b"new model")
-    (flash / "kws/labels.txt").rename(flash / "kws/labels.txt.bak")
-    (flash / "kws/extra.bin").write_bytes(b"x")
+    (flash / ".kws_deploy").write_text(repr([["/model/model.tflite", True], ["/model/labels.txt", True],
+                                             ["/model/extra.bin", False]]))
+    (flash / "model/model.tflite").rename(flash / "model/model.tflite.bak")
+    (flash / "model/model.tflite").write_bytes(b"new model")
+    (flash / "model/labels.txt").rename(flash / "model/labels.txt.bak")
+    (flash / "model/extra.bin").write_bytes(b"x")
     with VirtualBoard(flash) as vb:
         messages = []
         result = dep.deploy("nucleo", bundle, port=vb.port, runtime_dir=fake_runtime, force=True, reset=False,
                             log=messages.append)
     assert result.restored == 3 and "interrupted" in messages[0]
     assert result.copied == []  # the previous set is back, and it is what we deploy
-    assert (flash / "kws/model.tflite").read_bytes() == old_model and (flash / "kws/labels.txt").read_bytes() == old_labels
-    assert not (flash / "kws/extra.bin").exists() and not (flash / ".kws_deploy").exists()
+    assert (flash / "model/model.tflite").read_bytes() == old_model and (flash / "model/labels.txt").read_bytes() == old_labels
+    assert not (flash / "model/extra.bin").exists() and not (flash / ".kws_deploy").exists()
 
 
 @needs_micropython
@@ -213,7 +213,7 @@ def test_cli_deploy_to_virtual_board(tiny_bundle, fake_runtime, virtual_board, c
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "copied" in err and "lacks firmware modules" in err
-    cfg = json.loads((virtual_board.folder / "kws/config.json").read_text())
+    cfg = json.loads((virtual_board.folder / "model/config.json").read_text())
     assert cfg["verbose"] is True and cfg["actions"] == {"go": [{"do": "led", "pin": "LED", "ms": 500}]}
     time.sleep(0.2)
     assert main(args) == 0
@@ -227,7 +227,7 @@ def test_real_runtime_runs_the_model_on_a_ulab_virtual_board(tiny_bundle, tmp_pa
         assert result.runner == "ulab" and result.frontend == "ulab"
         with Board(vb.port) as b:
             out = b.exec("from kwsrt import config, runners\n"
-                         "bn = config.read_bundle('/kws')\n"
+                         "bn = config.read_bundle('/model')\n"
                          "r = runners.make_runner(bn['model'], None, ('ulab',))\n"
                          "print(len(r.invoke(bytes(490))))")
     assert out.split()[-1] == "4"

@@ -275,11 +275,11 @@ for line in lines:
 
 
 def board_image(root: Path, tmp_path: Path, labels=LABELS, actions=None) -> Path:
-    """A board's filesystem: /main.py, /lib/kwsrt with a stub runner, a fake `kws` module, /kws bundle."""
+    """A board's filesystem: /main.py, /lib/kwsrt with a stub runner, a fake `kws` module, /model bundle."""
     shutil.copy(DEVICE / "main.py", root / "main.py")
     shutil.copy(HERE / "loop_stubs.py", root / "kwsrt" / "runners.py")  # make_runner -> StubRunner
     shutil.copy(HERE / "loop_stubs.py", root / "kws.py")  # kws.Frontend -> StubFrontend
-    bundle = make_fake_bundle(tmp_path / "kws", labels)
+    bundle = make_fake_bundle(tmp_path / "model", labels)
     wav = burst_wav(tmp_path / "mic.wav", 4.0, (2.0,))
     cfg = {"board": "nucleo_l476rg", "bundle_dir": str(bundle), "led_pin": "LED",
            "audio": {"source": "wav", "sample_rate": 16000, "path": str(wav)},
@@ -315,9 +315,9 @@ def test_main_runs_and_reports_errors_as_event_lines(interpreter, runtime_root, 
 
     cfg["actions"] = {}
     cfg_path.write_text(json.dumps(cfg))
-    (tmp_path / "kws" / "labels.txt").write_text("_silence_\ngo\n")
+    (tmp_path / "model" / "labels.txt").write_text("_silence_\ngo\n")
     err = json.loads(run(cfg_path)[0])
     assert err == {"ev": "err", "msg": "labels.txt has 2 labels but the model has 3 outputs"}
-    (tmp_path / "kws" / "recognizer.json").unlink()
+    (tmp_path / "model" / "recognizer.json").unlink()
     err = json.loads(run(cfg_path)[0])
     assert err["ev"] == "err" and "missing recognizer.json" in err["msg"]

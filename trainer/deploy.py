@@ -6,8 +6,8 @@ probe reads it from the board's working directory)::
 
     ROOT/main.py             device/main.py
     ROOT/lib/kwsrt/*.py      device/kwsrt/*.py
-    ROOT/kws/<DEVICE_FILES>  model.tflite, labels.txt, frontend.json, recognizer.json
-    ROOT/kws/config.json     generated here (board profile + --on actions + chosen runner)
+    ROOT/model/<DEVICE_FILES>  model.tflite, labels.txt, frontend.json, recognizer.json
+    ROOT/model/config.json     generated here (board profile + --on actions + chosen runner)
 
 Order of work, so nothing is copied that cannot run:
 
@@ -151,7 +151,7 @@ def make_config(profile: dict, bundle, *, root: str, actions: dict, verbose: boo
     led = profile.get("led", {})
     return {
         "board": profile["name"],
-        "bundle_dir": _join(root, "kws"),
+        "bundle_dir": _join(root, "model"),
         "inference_period_ms": int(bundle.recognizer.get("inference_period_ms", 250)),
         "verbose": bool(verbose),
         "actions": actions,
@@ -192,9 +192,9 @@ def plan_deploy(board, bundle_path, *, actions=(), verbose: bool = False, runtim
                          runners=runners or _preferences(profile, "runner"),
                          frontends=frontends or _preferences(profile, "frontend"))
     files = [DeployFile(_join(root, rel), data, "runtime") for rel, data in runtime_files(runtime_dir).items()]
-    files += [DeployFile(_join(root, f"kws/{name}"), (Path(bundle_path) / name).read_bytes(), "model")
+    files += [DeployFile(_join(root, f"model/{name}"), (Path(bundle_path) / name).read_bytes(), "model")
               for name in DEVICE_FILES]
-    files.append(DeployFile(_join(root, "kws/config.json"), json.dumps(config, indent=1).encode(), "config"))
+    files.append(DeployFile(_join(root, "model/config.json"), json.dumps(config, indent=1).encode(), "config"))
     return DeployPlan(profile, Path(bundle_path), root, files, report, config, bundle.labels)
 
 

@@ -3,7 +3,7 @@
 ``mpremote`` and ``kws-kit deploy`` talk to it exactly as to a board on a USB
 serial port. A folder on the host plays the board's flash: it is mounted at
 ``/`` inside MicroPython (``os.VfsPosix(folder)``), so ``/main.py``,
-``/lib/kwsrt/...`` and ``/kws/...`` land in that folder.
+``/lib/kwsrt/...`` and ``/model/...`` land in that folder.
 
 Two pseudo-terminal pairs are bridged by a thread: MicroPython's stdin/stdout
 sit on one, the path we hand out (``VirtualBoard.port``) is the other. The

@@ -8,7 +8,7 @@ print it as one ``{"ev":"err",...}`` line.
 config.json (written by ``kws-kit deploy`` from the board profile and the
 user's options; see docs/runtime.md)::
 
-    {"board": "nucleo_l476rg", "bundle_dir": "/kws", "inference_period_ms": 250,
+    {"board": "nucleo_l476rg", "bundle_dir": "/model", "inference_period_ms": 250,
      "verbose": false,
      "actions": {"go": [{"do": "led", "pin": "LED", "ms": 500}], "stop": [{"do": "print"}]},
      "audio": {"source": "adc", "sample_rate": 16000, "pins": {"adc": "A0"}},
@@ -37,7 +37,7 @@ RECOGNIZER_KEYS = ("average_window_ms", "detection_threshold", "suppression_ms",
                    "ignore_labels", "max_results")
 
 DEFAULTS = {
-    "bundle_dir": "/kws",
+    "bundle_dir": "/model",
     "inference_period_ms": None,  # None: the bundle's recognizer.json (250 ms if it has none)
     "verbose": False,
     "actions": {},
