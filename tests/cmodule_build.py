@@ -66,11 +66,12 @@ def _compile(sources: list[Path], flags: list[str], out_name: str) -> Path:
 
 def build_shared(sanitize: bool = False, dsp_emulate: bool = False, extra_flags: tuple[str, ...] = ()) -> Path:
     flags = [*BASE_FLAGS, "-shared", "-fPIC", *extra_flags]
+    tag = "".join(f.replace("-D", "-").lower() for f in extra_flags if f.startswith("-D"))
     if dsp_emulate:
         flags.append("-DKWS_DSP_EMULATE")
     if sanitize:
         flags += SANITIZE
-    return _compile([SRC / name for name in CORE], flags, "libkws" + ("-asan" if sanitize else "") + ".so")
+    return _compile([SRC / name for name in CORE], flags, "libkws" + tag + ("-asan" if sanitize else "") + ".so")
 
 
 def build_program(main_source: Path, sanitize: bool = False, extra_flags: tuple[str, ...] = ()) -> Path:
@@ -303,3 +304,36 @@ def test_inputs(tflite: bytes, n_real: int = 240, n_random: int = 240, seed: int
     extremes.append(np.where(np.arange(per) % 3 == 0, 127, info.input_zero_point).astype(np.int8))
     extremes += [np.where(rng.random(per) < p, 127, -128).astype(np.int8) for p in np.linspace(0.05, 0.95, 14)]
     return np.concatenate([real, rand, np.asarray(extremes)]).astype(np.int8)
+
+
+def tflm_outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """The TensorFlow Lite Micro interpreter (PyPI tflite-micro) on int8 inputs: the arithmetic the boards run."""
+    from tflite_micro import runtime
+
+    from kws_kit.tflite_info import inspect_tflite
+
+    info = inspect_tflite(tflite)
+    interp = runtime.Interpreter.from_bytes(bytes(tflite), arena_size=max(10 * len(tflite), 2 * info.arena_bytes + (64 << 10)))
+    shape = tuple(interp.get_input_details(0)["shape"])
+    x = np.ascontiguousarray(np.asarray(x, np.int8).reshape((len(x),) + shape[1:]))
+    out = []
+    for i in range(len(x)):
+        interp.set_input(x[i : i + 1], 0)
+        interp.invoke()
+        out.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.asarray(out, dtype=np.int8)
+
+
+def litert_reference_outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """ai-edge-litert's reference kernels (BUILTIN_REF)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=bytes(tflite), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    i_d, o_d = interp.get_input_details()[0], interp.get_output_details()[0]
+    out = []
+    for row in np.asarray(x, np.int8):
+        interp.set_tensor(i_d["index"], row.reshape(i_d["shape"]))
+        interp.invoke()
+        out.append(interp.get_tensor(o_d["index"]).reshape(-1))
+    return np.asarray(out, dtype=np.int8)

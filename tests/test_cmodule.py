@@ -34,8 +34,9 @@ def _zoo_names():
 
 
 @pytest.mark.parametrize("name", _zoo_names())
-def test_zoo_model_outputs_are_bit_identical_to_the_reference_kernels(lib, zoo_tflite, name):
-    from kws_kit.quantize import run_int8
+def test_zoo_model_outputs_are_bit_identical_to_tflite_micro(lib, zoo_tflite, name):
+    """TensorFlow Lite Micro (PyPI tflite-micro, what kws_kit.quantize.run_int8 runs by default) is the truth."""
+    pytest.importorskip("tflite_micro")
     from kws_kit.tflite_info import inspect_tflite
 
     tflite = zoo_tflite[name]
@@ -47,7 +48,7 @@ def test_zoo_model_outputs_are_bit_identical_to_the_reference_kernels(lib, zoo_t
     assert model.n_ops == len(info.ops)
     x = cb.test_inputs(tflite)
     assert len(x) >= 500
-    expected = run_int8(tflite, x)
+    expected = cb.tflm_outputs(tflite, x)
     got = model(x)
     mismatched = np.flatnonzero((got != expected).any(axis=1))
     assert mismatched.size == 0, f"{name}: {mismatched.size} of {len(x)} inputs differ, first {mismatched[:5]}"
@@ -64,12 +65,19 @@ def test_zoo_model_outputs_are_bit_identical_to_the_reference_kernels(lib, zoo_t
 
 @pytest.mark.parametrize("name", ["ds_cnn_s", "tds_resnet"])
 def test_cortex_m4_dual_mac_path_gives_the_same_bits(zoo_tflite, name):
-    """The SMLAD/SXTB16 dot product (emulated in C on the host) against the reference."""
-    from kws_kit.quantize import run_int8
-
+    """The SMLAD/SXTB16 dot product (emulated in C on the host) against TFLite Micro."""
+    pytest.importorskip("tflite_micro")
     dsp = cb.KwsLib(cb.build_shared(dsp_emulate=True))
     x = cb.test_inputs(zoo_tflite[name], n_real=40, n_random=40, seed=5)
-    np.testing.assert_array_equal(dsp.load(zoo_tflite[name], 400_000)(x), run_int8(zoo_tflite[name], x))
+    np.testing.assert_array_equal(dsp.load(zoo_tflite[name], 400_000)(x), cb.tflm_outputs(zoo_tflite[name], x))
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_s", "tds_resnet"])
+def test_litert_reference_variant_matches_ai_edge_litert(zoo_tflite, name):
+    """-DKWS_FC_LITERT_REFERENCE: per-channel FULLY_CONNECTED rescaled in double, as ai-edge-litert's BUILTIN_REF."""
+    lib = cb.KwsLib(cb.build_shared(extra_flags=("-DKWS_FC_LITERT_REFERENCE",)))
+    x = cb.test_inputs(zoo_tflite[name], n_real=60, n_random=60, seed=6)
+    np.testing.assert_array_equal(lib.load(zoo_tflite[name], 400_000)(x), cb.litert_reference_outputs(zoo_tflite[name], x))
 
 
 def _golden():

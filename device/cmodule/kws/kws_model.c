@@ -451,11 +451,11 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
         if (out->elems != op->batches * op->out_c) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: output shape", k);
         *scratch = max_sz(*scratch, kws_conv_patch_bytes(op->k_len));
         if (!per_channel(c, op, in, w, out, op->out_c, w->n_scales == 1, k) || !load_bias(c, m, op, op->in[2], op->out_c, k)) return 0;
-#ifndef KWS_FC_FIXED_POINT
+#ifdef KWS_FC_LITERT_REFERENCE
         if (w->n_scales > 1) {
-            /* Match the TFLite reference kernel (what the host evaluates with);
-             * TFLite Micro uses the fixed-point multipliers computed above,
-             * which this build selects with -DKWS_FC_FIXED_POINT. */
+            /* ai-edge-litert's reference kernel rescales per-channel FC in
+             * double; TFLite Micro (the default here) uses the fixed-point
+             * multipliers computed above. */
             op->fc_scale = (double *)arena_alloc(c, sizeof(double) * (size_t)op->out_c, 8);
             if (c->failed) return 0;
             for (int32_t i = 0; i < op->out_c; ++i)

@@ -234,8 +234,8 @@ void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weigh
             int32_t acc = dot_s8_s16(w, row, k);
             if (op->bias) acc = add_wrap(acc, op->bias[o]);
             if (op->fc_scale) {
-                /* The TFLite reference kernel for per-channel FULLY_CONNECTED
-                 * rescales in double: round(acc * in_scale * w_scale / out_scale). */
+                /* -DKWS_FC_LITERT_REFERENCE: ai-edge-litert's reference kernel for
+                 * per-channel FULLY_CONNECTED rescales in double. */
                 int32_t v = (int32_t)round((double)acc * op->fc_scale[o]) + op->out_offset;
                 out[(size_t)b * n_out + o] = clamp8(v, op->act_min, op->act_max);
             } else {
