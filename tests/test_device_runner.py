@@ -1,4 +1,4 @@
-"""The board's pure-Python int8 runner against TFLite's reference kernels: bit-identical outputs."""
+"""The board's pure-Python int8 runner against TensorFlow Lite Micro: bit-identical outputs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
+pytest.importorskip("tflite_micro")
 
 from conftest import tone_word  # noqa: E402
 from kws_kit.device.kwsrt import int8ops, runners, tflite  # noqa: E402
@@ -14,18 +15,10 @@ from kws_kit.frontend import Frontend, quantize_features  # noqa: E402
 from kws_kit.models import zoo  # noqa: E402
 from kws_kit.quantize import run_int8, to_int8_tflite  # noqa: E402
 from kws_kit.tflite_info import inspect_tflite  # noqa: E402
+from zoo_trained import realistic_batch_norm  # noqa: E402
 
 SHAPE, N_CLASSES = (49, 10), 12
 WORDS = ["yes", "no", "up", "down", "left", "right", "go", "stop"]
-
-
-def realistic_batch_norm(model, rng):
-    """Non-trivial BN statistics so folded convolutions see realistic scales and offsets."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n).astype(np.float32), rng.normal(0, 0.2, n).astype(np.float32),
-                               rng.normal(0, 0.2, n).astype(np.float32), rng.uniform(0.5, 2.0, n).astype(np.float32)])
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +59,7 @@ def test_zoo_model_bit_identical(zoo_int8, audio_features, name):
     runner = runners.UlabRunner(tfl)
     x = inputs_for(runner, audio_features, np.random.default_rng(1))
     assert len(x) >= 50
-    expected = run_int8(tfl, x.reshape((len(x),) + runner.input_shape[1:]))
+    expected = run_int8(tfl, x.reshape((len(x),) + runner.input_shape[1:]), kernels="tflm")
     got = np.array([np.frombuffer(runner.invoke(row).tobytes(), dtype=np.int8) for row in x])
     assert got.shape == expected.shape == (len(x), N_CLASSES)
     mismatched = np.flatnonzero(np.any(got != expected, axis=1))

@@ -3,9 +3,11 @@
 ``to_int8_tflite`` turns a trained Keras model into an int8 TFLite flatbuffer
 (int8 input, int8 output, per-channel weights, activations calibrated on a
 representative set) and refuses any op the device engine does not implement.
-``run_int8`` / :class:`Int8Runner` execute it with the TFLite reference
-kernels, the ones TFLite Micro is built from, so the host sees the device's
-integer arithmetic.
+``run_int8`` / :class:`Int8Runner` execute it on the host; by default with
+the TensorFlow Lite Micro interpreter itself (PyPI ``tflite-micro``), so the
+host sees exactly the integer arithmetic the boards run. ai-edge-litert's
+reference kernels stay available (``kernels="reference"``); they round
+per-channel FULLY_CONNECTED once where TFLite Micro rounds twice.
 """
 
 from __future__ import annotations
@@ -190,38 +192,88 @@ def check_int8_model(info: TfliteInfo, allowed_ops=ALLOWED_OPS) -> None:
 # --------------------------------------------------------------------------- #
 
 
+KERNELS = ("tflm", "reference", "builtin")
+DEFAULT_KERNELS = "tflm"
+TFLM_INSTALL_HINT = "pip install tflite-micro"
+
+
 class Int8Runner:
     """One interpreter for one model, reused across calls.
 
-    ``kernels="reference"`` (default) selects TFLite's reference kernels
-    (``BUILTIN_REF``): the implementations TFLite Micro's kernels are ported
-    from. ``"builtin"`` selects the optimised builtin kernels without default
-    delegates (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``, no XNNPACK).
+    ``kernels`` picks whose integer arithmetic runs the model:
+
+    * ``"tflm"`` (default): the TensorFlow Lite Micro interpreter itself
+      (PyPI ``tflite-micro``), the code the boards run. This is the truth the
+      device engines are tested against.
+    * ``"reference"``: ai-edge-litert's reference kernels (``BUILTIN_REF``).
+      They differ from TFLite Micro in one place: per-channel
+      FULLY_CONNECTED requantises with one rounding where TFLite Micro rounds
+      twice, so outputs can differ by a few LSB (see docs/device_runner.md).
+    * ``"builtin"``: ai-edge-litert's optimised kernels without default
+      delegates (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``, no XNNPACK).
     """
 
-    def __init__(self, tflite, kernels: str = "reference"):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
+    def __init__(self, tflite, kernels: str = DEFAULT_KERNELS):
         data = tflite if isinstance(tflite, (bytes, bytearray)) else open(os.fspath(tflite), "rb").read()
+        if kernels not in KERNELS:
+            raise ModelError(f"unknown kernels {kernels!r}, use one of: {', '.join(KERNELS)}")
+        self.kernels = kernels
         self.info = inspect_tflite(data)  # validates before the C++ side sees the bytes
         problems = self.info.quantisation_problems()
         if problems:  # the reference kernels abort the whole process on these
             raise ModelError(f"cannot run this int8 model: {problems[0]}")
+        if self.info.input_dtype != "int8" or self.info.output_dtype != "int8":
+            raise ModelError("run_int8 needs a model with int8 input and output")
+        if kernels == "tflm":
+            self._invoke_one = self._tflm_interpreter(bytes(data))
+        else:
+            self._invoke_one = self._litert_interpreter(bytes(data), kernels)
+
+    def _litert_interpreter(self, data: bytes, kernels: str):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
         resolver = {"reference": OpResolverType.BUILTIN_REF,
-                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}.get(kernels)
-        if resolver is None:
-            raise ModelError(f"unknown kernels {kernels!r}, use 'reference' or 'builtin'")
+                    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[kernels]
         try:
-            self._interp = Interpreter(model_content=bytes(data), experimental_op_resolver_type=resolver)
-            self._interp.allocate_tensors()
+            interp = Interpreter(model_content=data, experimental_op_resolver_type=resolver)
+            interp.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load the TFLite model: {' '.join(str(exc).split())[:200]}") from None
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
-        if self._in["dtype"] != np.int8 or self._out["dtype"] != np.int8:
-            raise ModelError("run_int8 needs a model with int8 input and output")
-        self.input_shape = tuple(int(d) for d in self._in["shape"])
-        self.output_shape = tuple(int(d) for d in self._out["shape"])
+        in_detail, out_detail = interp.get_input_details()[0], interp.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in in_detail["shape"])
+        self.output_shape = tuple(int(d) for d in out_detail["shape"])
+        in_index, out_index = in_detail["index"], out_detail["index"]
+
+        def invoke_one(x1):
+            interp.set_tensor(in_index, x1)
+            interp.invoke()
+            return interp.get_tensor(out_index)
+
+        return invoke_one
+
+    def _tflm_interpreter(self, data: bytes):
+        try:
+            from tflite_micro import runtime
+        except ImportError:
+            raise ModelError("kernels='tflm' needs the TensorFlow Lite Micro interpreter",
+                             hint=TFLM_INSTALL_HINT) from None
+        # the wrapper's default arena (10x the model size) is too small for small models with
+        # large activations; the host plan plus generous room for TFLM's own bookkeeping fits
+        arena = max(10 * len(data), 2 * self.info.arena_bytes + (64 << 10))
+        try:
+            interp = runtime.Interpreter.from_bytes(data, arena_size=arena)
+            in_detail, out_detail = interp.get_input_details(0), interp.get_output_details(0)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"TFLite Micro cannot load the model: {' '.join(str(exc).split())[:200]}") from None
+        self.input_shape = tuple(int(d) for d in in_detail["shape"])
+        self.output_shape = tuple(int(d) for d in out_detail["shape"])
+
+        def invoke_one(x1):
+            interp.set_input(x1, 0)
+            interp.invoke()
+            return interp.get_output(0)
+
+        return invoke_one
 
     def __call__(self, inputs) -> np.ndarray:
         x = np.asarray(inputs)
@@ -231,13 +283,11 @@ class Int8Runner:
         if x.ndim < 1 or len(x) == 0 or x[0].size != per_sample:
             raise ModelError(f"inputs of shape {x.shape} do not match the model input {self.input_shape}")
         n = len(x)
-        x = x.reshape((n,) + self.input_shape[1:])
+        x = np.ascontiguousarray(x.reshape((n,) + self.input_shape[1:]))
         out = np.empty((n,) + self.output_shape[1:], dtype=np.int8)
-        interp, in_index, out_index = self._interp, self._in["index"], self._out["index"]
+        invoke_one = self._invoke_one
         for i in range(n):
-            interp.set_tensor(in_index, x[i : i + 1])
-            interp.invoke()
-            out[i] = interp.get_tensor(out_index)[0]
+            out[i] = invoke_one(x[i : i + 1])[0]
         return out
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
@@ -248,6 +298,10 @@ class Int8Runner:
         return np.clip(q, -128, 127).astype(np.int8)
 
 
-def run_int8(tflite, inputs_int8, kernels: str = "reference") -> np.ndarray:
-    """Run an int8 model on int8 inputs ``(N, ...)``, one invoke per sample; returns int8 ``(N, n_classes)``."""
+def run_int8(tflite, inputs_int8, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
+    """Run an int8 model on int8 inputs ``(N, ...)``, one invoke per sample; returns int8 ``(N, n_classes)``.
+
+    By default through TensorFlow Lite Micro itself (``kernels="tflm"``), what the boards compute;
+    ``"reference"`` / ``"builtin"`` select ai-edge-litert's kernels (see :class:`Int8Runner`).
+    """
     return Int8Runner(tflite, kernels=kernels)(inputs_int8)

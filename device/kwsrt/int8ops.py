@@ -1,19 +1,21 @@
-"""Int8 kernels that reproduce TFLite's reference integer arithmetic bit for bit.
+"""Int8 kernels that reproduce TensorFlow Lite Micro's integer arithmetic bit for bit.
 
 Runs under MicroPython with ulab 6 and under CPython with numpy. The kernels
-follow the reference kernels the host checks against (``kws_kit.quantize``
-``run_int8``: ai-edge-litert ``BUILTIN_REF``, the code TFLite Micro's int8
-kernels are ported from):
+follow TFLite Micro's int8 kernels (the host checks them against the real
+TFLite Micro interpreter: ``kws_kit.quantize.run_int8``, ``kernels="tflm"``):
 
 * CONV_2D, DEPTHWISE_CONV_2D: ``reference_integer_ops::ConvPerChannel`` /
   ``DepthwiseConvPerChannel``; FULLY_CONNECTED: ``reference_integer_ops::
-  FullyConnected`` (per-channel variant when the weights carry several
-  scales). Accumulate ``w * (x - x_zp)`` over the taps inside the image, add
-  the int32 bias, ``MultiplyByQuantizedMultiplier`` with the per-channel
-  multiplier/shift, add the output zero point, clamp to the fused activation.
+  FullyConnected`` / ``FullyConnectedPerChannel`` (several weight scales).
+  Accumulate ``w * (x - x_zp)`` over the taps inside the image, add the int32
+  bias, ``MultiplyByQuantizedMultiplier`` (two roundings: doubling high mul,
+  then rounding right shift) with the per-channel multiplier/shift, add the
+  output zero point, clamp to the fused activation. ai-edge-litert's
+  ``BUILTIN_REF`` rounds per-channel FULLY_CONNECTED once instead, so it can
+  differ by 1 LSB there (docs/device_runner.md); everything else agrees.
 * AVERAGE_POOL_2D / MAX_POOL_2D: ``reference_integer_ops::AveragePool`` /
   ``MaxPool`` (window clipped to the image, average rounded half away from 0).
-* MEAN: the three int8 paths of ``reduce.cc`` (see ``mean``).
+* MEAN: ``reference_ops::QuantizedMeanOrSum`` (see ``Mean``).
 * SOFTMAX: ``reference_ops::Softmax`` int8 -> int8, the gemmlowp fixed-point
   exp / reciprocal path (no lookup table).
 * ADD: ``reference_integer_ops::Add`` with ``left_shift = 20``.
@@ -279,17 +281,6 @@ def get_reciprocal(x, integer_digits):
 # --------------------------------------------------------------------------- #
 
 
-def mbqm_single(x, multiplier, shift):
-    """MultiplyByQuantizedMultiplier, single-rounding form: one rounding of the 64-bit product."""
-    total = 31 - shift
-    return (x * multiplier + (1 << (total - 1))) >> total
-
-
-def _np_mbqm_single(x, multiplier, shift):
-    total = 31 - shift
-    return (x * multiplier + (np.int64(1) << (total - 1))) >> total
-
-
 def _np_mbqm(x, multiplier, shift):
     """Element-wise MultiplyByQuantizedMultiplier on int64 numpy arrays (broadcasting)."""
     left = np.maximum(shift, 0)
@@ -304,7 +295,7 @@ def _np_mbqm(x, multiplier, shift):
     return (high >> right) + ((high & mask) > threshold)
 
 
-def requantize(acc, correction, multipliers, shifts, out_zp, lo, hi, single_rounding=False):
+def requantize(acc, correction, multipliers, shifts, out_zp, lo, hi):
     """int8 result of ``mbqm(acc + correction[c], multipliers[c], shifts[c]) + out_zp``, clamped.
 
     ``acc`` is a 2-D (positions x channels) float array holding exact integers,
@@ -313,15 +304,13 @@ def requantize(acc, correction, multipliers, shifts, out_zp, lo, hi, single_roun
     """
     if HAS_INT64 and not isinstance(acc, list):
         total = acc.astype(np.int64) + correction
-        scaled = _np_mbqm_single(total, multipliers, shifts) if single_rounding else _np_mbqm(total, multipliers, shifts)
-        return np.clip(scaled + out_zp, lo, hi).astype(np.int8).reshape(-1)
+        return np.clip(_np_mbqm(total, multipliers, shifts) + out_zp, lo, hi).astype(np.int8).reshape(-1)
     rows = acc if isinstance(acc, list) else acc.tolist()
     n_ch = len(multipliers)
-    scale = mbqm_single if single_rounding else mbqm
     flat = []
     for row in rows:
         for c in range(n_ch):
-            v = scale(int(row[c]) + correction[c], multipliers[c], shifts[c]) + out_zp
+            v = mbqm(int(row[c]) + correction[c], multipliers[c], shifts[c]) + out_zp
             flat.append(lo if v < lo else hi if v > hi else v)
     return np.array(flat, dtype=np.int8)
 
@@ -522,8 +511,7 @@ def _check_window(what, taps, padded_size):
 class _Requant:
     """Per-channel requantisation constants in the form ``requantize`` takes."""
 
-    def __init__(self, correction, mults, shifts, out_zp, lo, hi, single_rounding=False):
-        self.single_rounding = single_rounding
+    def __init__(self, correction, mults, shifts, out_zp, lo, hi):
         if HAS_INT64:
             self.correction = np.array(correction, dtype=np.int64)
             self.mults = np.array(mults, dtype=np.int64)
@@ -533,8 +521,7 @@ class _Requant:
         self.out_zp, self.lo, self.hi = out_zp, lo, hi
 
     def __call__(self, acc):
-        return requantize(acc, self.correction, self.mults, self.shifts, self.out_zp, self.lo, self.hi,
-                          self.single_rounding)
+        return requantize(acc, self.correction, self.mults, self.shifts, self.out_zp, self.lo, self.hi)
 
 
 class Conv:
@@ -650,10 +637,10 @@ class FullyConnected:
         correction = [bias[c] - self.in_zp * int(sums[c]) + self.depth * self.in_zp * self.w_zp
                       for c in range(self.units)]
         lo, hi = activation_range(op.options["activation"], y.scale(), out_zp)
-        # measured against ai-edge-litert's reference kernels: the per-channel
-        # FULLY_CONNECTED rounds the 64-bit product once (CONV_2D rounds twice)
-        self.requant = _Requant(correction, mults, shifts, out_zp, lo, hi,
-                                single_rounding=len(w.scales) > 1)
+        # TFLite Micro requantises per-tensor and per-channel FULLY_CONNECTED like
+        # CONV_2D (MultiplyByQuantizedMultiplier, two roundings); ai-edge-litert's
+        # reference kernel rounds the per-channel case once, so it can be 1 LSB off
+        self.requant = _Requant(correction, mults, shifts, out_zp, lo, hi)
 
     def _per_tensor(self, in_scale, w, out_scale):
         m, s = quantize_multiplier(in_scale.mul(Dbl.from_f32(w.scale())).div(out_scale))
@@ -751,9 +738,9 @@ class Mean:
     The 1/count factor is folded into the in_scale/out_scale multiplier
     (``(m << k) // count`` with shift - k, k = floor(log2 count) clamped to 32
     and 31 + shift), then MultiplyByQuantizedMultiplier(sum - count * in_zp) +
-    out_zp, clamped. Measured against ai-edge-litert 2.3, this is what its
-    reference resolver runs for keep_dims true and false alike (older TFLite
-    releases divided after requantising, or used float arithmetic).
+    out_zp, clamped. TFLite Micro runs this for every int8 MEAN (keep_dims
+    true and false); ai-edge-litert 2.3's reference resolver agrees (older
+    TFLite releases divided after requantising, or used float arithmetic).
     """
 
     def __init__(self, op, tensors):

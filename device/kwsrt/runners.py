@@ -9,7 +9,7 @@ the first runner whose engine imports. Every runner has ``input_scale``,
 owned by the runner and overwritten by the next call.
 
 ``UlabRunner`` is an int8 TFLite interpreter in Python (kernels in
-``int8ops``) whose outputs are bit-identical to TFLite's reference kernels.
+``int8ops``) whose outputs are bit-identical to TensorFlow Lite Micro's.
 """
 
 from array import array
@@ -157,6 +157,19 @@ class UlabRunner:
         self._in[:] = int8ops.np.array(values, dtype=int8ops.np.int8)
         for kernel, views in self._steps:
             kernel.run(*views)
+        return self._copy_output()
+
+    def invoke_traced(self, features_int8):
+        """Like ``invoke``, plus every op's output as ``(tensor index, bytes)`` in op order (for diagnostics)."""
+        values = _as_int8_list(features_int8, self.input_size)
+        self._in[:] = int8ops.np.array(values, dtype=int8ops.np.int8)
+        trace = []
+        for (kernel, views), op in zip(self._steps, self.model.operators):
+            kernel.run(*views)
+            trace.append((op.outputs[0], bytes(views[-1].tobytes())))
+        return self._copy_output(), trace
+
+    def _copy_output(self):
         out = self._out
         result = self._out_view.tolist()
         for i in range(self.output_size):
