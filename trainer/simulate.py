@@ -4,8 +4,8 @@ Exactly the device code path: the ``kwsrt`` modules (audio ring and WavSource,
 StreamingFrontend, loop, Recognizer, Responders) run under CPython with numpy
 standing in for ulab, built by ``kwsrt.loop.build`` from a config.json made the
 way ``kws-kit deploy`` makes it from the board profile. Only the int8 model
-runs on a host runner: TFLite's reference kernels (what the C engine and TFLite
-Micro implement) by default, or the pure-Python ``UlabRunner`` from
+runs on a host runner: the TensorFlow Lite Micro interpreter (the arithmetic the C
+engine and the ulab runner reproduce bit for bit) by default, or the pure-Python ``UlabRunner`` from
 ``kwsrt.runners`` with ``runner="ulab"``.
 
 Detections come out identical to the trainer's streaming evaluation
@@ -27,18 +27,18 @@ import numpy as np
 
 from .errors import AudioError, BoardError, KwsError, ModelError
 
-RUNNERS = ("reference", "ulab")
+RUNNERS = ("tflm", "ulab")
 
 
 class HostRunner:
-    """The runner interface (``kwsrt.runners``) over TFLite's reference kernels."""
+    """The runner interface (``kwsrt.runners``) over the TensorFlow Lite Micro interpreter."""
 
-    name = "host-reference"
+    name = "host-tflm"
 
     def __init__(self, model_bytes: bytes):
         from .quantize import Int8Runner
 
-        self._run = Int8Runner(bytes(model_bytes), kernels="reference")
+        self._run = Int8Runner(bytes(model_bytes), kernels="tflm")
         info = self._run.info
         self.input_scale = float(info.input_scale)
         self.input_zero_point = int(info.input_zero_point)
@@ -51,8 +51,8 @@ class HostRunner:
         return self._run(x)[0]
 
 
-def make_host_runner(model_bytes: bytes, kind: str = "reference"):
-    if kind == "reference":
+def make_host_runner(model_bytes: bytes, kind: str = "tflm"):
+    if kind in ("tflm", "reference"):  # "reference": the old name of this runner
         return HostRunner(model_bytes)
     if kind == "ulab":
         try:
@@ -183,7 +183,7 @@ def heap_estimate(profile: dict, model_bytes: bytes, app) -> dict:
 
 
 def simulate(bundle: str | os.PathLike, wav: str | os.PathLike, board: str = "nucleo", *,
-             runner: str = "reference", verbose: bool = False,
+             runner: str = "tflm", verbose: bool = False,
              on_line: Callable[[str], None] | None = None) -> SimulationResult:
     """Run the device loop for ``board`` with ``bundle`` over ``wav``; see the module docstring.
 

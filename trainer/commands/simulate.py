@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
         wav: Path = typer.Argument(..., help="Audio to play through the loop (any WAV; converted to 16 kHz mono first)."),
         model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder (from `kws-kit export`)."),
         board: str = typer.Option("nucleo", "--board", "-b", help="Board profile whose loop settings and heap are used."),
-        runner: str = typer.Option("reference", help="Host int8 runner: reference (TFLite reference kernels) or ulab."),
+        runner: str = typer.Option("tflm", help="Host int8 runner: tflm (the TensorFlow Lite Micro interpreter) or ulab (the boards' pure-ulab interpreter)."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every event line, with the per-inference scores."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the summary."),
     ) -> None:
