@@ -16,6 +16,7 @@ from .errors import KwsError
 from .progress import console
 
 MARKER = "kws-demo.json"
+BOARD = "nucleo_l476rg"
 UNKNOWN_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "cat", "dog", "bird", "house", "tree", "one", "two", "three"]
 
 
@@ -43,7 +44,7 @@ def run_demo(out: Path, keywords: list[str], *, clips_per_word: int, epochs: int
     atomic.write_text(out / MARKER, json.dumps({"keywords": keywords, "seed": seed}))
     unknown = [w for w in UNKNOWN_WORDS if w not in keywords]
     model = zoo.DEFAULT_MODEL if model == "default" else model
-    total, started = 5, time.perf_counter()
+    total, started = 6, time.perf_counter()
 
     t0 = _step(1, total, f"synthesise {', '.join(keywords)} and {len(unknown)} other words with espeak-ng")
     synth_dir = out / "synth"
@@ -70,6 +71,10 @@ def run_demo(out: Path, keywords: list[str], *, clips_per_word: int, epochs: int
     report = evaluate(bundle, curated, out / "eval", stream_minutes=stream_minutes, seed=seed, overwrite=True)
     _done(t0, f"report in {out / 'eval' / 'report.md'} (confusion.png, det.png)")
 
+    t0 = _step(6, total, "simulate a Nucleo-L476RG running the board code on a 1-minute recording")
+    board = simulate_board(bundle, curated, out / "board_test.wav", seed)
+    _done(t0, f"{len(board['detections'])} detections for {board['events']} keywords spoken; see {out / 'board_test.wav'}")
+
     summary = {
         "keywords": keywords,
         "model": model,
@@ -88,6 +93,7 @@ def run_demo(out: Path, keywords: list[str], *, clips_per_word: int, epochs: int
             false_reject_rate=s["false_reject_rate"],
             threshold_for_target=s["threshold_for_target"],
         )
+    summary["board_simulation"] = board
     atomic.write_text(out / "summary.json", json.dumps(summary, indent=2))
     console.rule("[bold]summary")
     console.print(
@@ -102,3 +108,40 @@ def run_demo(out: Path, keywords: list[str], *, clips_per_word: int, epochs: int
         )
     console.print(f"everything is in {out}; next: `kws-kit eval {bundle} --data <your recordings>`")
     return summary
+
+
+def simulate_board(bundle: Path, curated: Path, wav_path: Path, seed: int) -> dict:
+    """Build a 1-minute stream from held-out test voices and run the board's loop on it."""
+    from .bundle import load_bundle
+    from .evaluate import STREAM_MEAN_SNR_DB, load_eval_data, speech_level_dbfs
+    from .simulate import simulate
+    from .streaming import build_stream
+
+    b = load_bundle(bundle)
+    ev = load_eval_data(curated, b)
+    keyword_clips: dict[str, list] = {}
+    for label, clip in ev.keyword_clips:
+        keyword_clips.setdefault(label, []).append(clip)
+    level = speech_level_dbfs([c for _, c in ev.keyword_clips])
+    stream = build_stream(
+        keyword_clips, ev.unknown_clips, ev.noise or None, duration_s=60.0, seed=seed + 1,
+        noise_dbfs=level - STREAM_MEAN_SNR_DB,
+    )
+    stream.save_wav(wav_path)
+    result = simulate(bundle, wav_path, BOARD, on_line=None)
+    truth = ", ".join(f"{e.label}@{e.start_s:.1f}s" for e in stream.events)
+    heard = ", ".join(f"{d['label']}@{d['t_ms'] / 1000:.1f}s" for d in result.detections) or "nothing"
+    console.print(f"spoken: {truth}")
+    console.print(f"board heard: {heard}")
+    heap = result.heap
+    console.print(
+        f"per 20 ms hop: front end {result.fe_us_per_frame['mean']:.0f} us, inference {result.infer_us['mean']:.0f} us "
+        f"(host CPU); estimated heap on the {BOARD}: {heap.get('total_bytes', 0) / 1024:.1f} KB "
+        f"of a {heap.get('heap_budget_bytes', 0) / 1024:.0f} KB budget"
+    )
+    return {
+        "board": BOARD,
+        "events": len(stream.events),
+        "detections": result.detections,
+        "heap": heap,
+    }
