@@ -1,0 +1,187 @@
+"""The batched int8 engine against TensorFlow Lite Micro (the truth) and the scalar primitives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kws_kit import int8_batch as ib
+from kws_kit.device.kwsrt import int8ops
+from kws_kit.errors import ModelError
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _int32_samples(rng, n):
+    edges = np.array([0, 1, -1, INT32_MIN, INT32_MAX, INT32_MIN + 1, 1 << 30, -(1 << 30), (1 << 30) + 1])
+    return np.concatenate([edges, rng.integers(INT32_MIN, INT32_MAX, n, endpoint=True),
+                           rng.integers(-(1 << 16), 1 << 16, n)]).astype(np.int64)
+
+
+def test_fixed_point_primitives_match_the_scalar_code():
+    rng = np.random.default_rng(0)
+    a = _int32_samples(rng, 3000)
+    b = np.concatenate([a[:9], rng.integers(INT32_MIN, INT32_MAX, len(a) - 9, endpoint=True)])
+    np.testing.assert_array_equal(ib.srdhm(a, b), [int8ops.srdhm(int(x), int(y)) for x, y in zip(a, b)])
+    for e in (0, 1, 2, 5, 12, 31):
+        np.testing.assert_array_equal(ib.rdbpot(a, e), [int8ops.rdbpot(int(x), e) for x in a])
+    neg = -np.abs(a[a != INT32_MIN])
+    np.testing.assert_array_equal(ib.exp_on_negative_values_q5(neg),
+                                  [int8ops.exp_on_negative_values(int(x), 5) for x in neg])
+    pos = rng.integers(1, INT32_MAX, 2000, endpoint=True)
+    pos = np.concatenate([pos, [1, 2, 4095, 4096, 1 << 12, INT32_MAX]]).astype(np.int64)
+    scale, bits = ib.get_reciprocal(pos, 12)
+    expected = [int8ops.get_reciprocal(int(x), 12) for x in pos]
+    np.testing.assert_array_equal(scale, [s for s, _ in expected])
+    np.testing.assert_array_equal(bits, [u for _, u in expected])
+
+
+@pytest.mark.parametrize("bound_known", [True, False])
+def test_requantizer_is_multiply_by_quantized_multiplier(bound_known):
+    rng = np.random.default_rng(1)
+    channels = 24
+    mults = rng.integers(1 << 30, INT32_MAX, channels, endpoint=True)
+    shifts = rng.integers(-20, 3, channels)
+    shifts[:3] = (0, 1, -1)
+    acc = rng.integers(-(1 << 24), 1 << 24, (400, channels)).astype(np.int64)
+    acc[:4] = [[(1 << 24) - 1], [-(1 << 24)], [0], [-1]]
+    if not bound_known:
+        acc[:2] = [[INT32_MAX], [INT32_MIN]]  # the int32 wrap of a large accumulator shifted left
+        acc[4:50] = rng.integers(INT32_MIN, INT32_MAX, (46, channels))
+    zp, lo, hi = -7, -100, 120
+    got = ib.Requantizer(mults, shifts, zp, lo, hi, bound=(1 << 24) if bound_known else None)(acc.copy())
+    expected = [[min(max(int8ops.mbqm(int(v), int(mults[c]), int(shifts[c])) + zp, lo), hi)
+                 for c, v in enumerate(row)] for row in acc]
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_softmax_rows_match_the_scalar_kernel():
+    rng = np.random.default_rng(2)
+    for beta, in_scale in ((1.0, 0.1), (1.0, 0.0123), (1.0, 0.9)):
+        mult, shift, diff_min = int8ops.softmax_params(beta, in_scale)
+
+        class Fake:  # the prepared constants _Softmax reads
+            depth, rows = 12, 1
+
+        kernel = ib._Softmax.__new__(ib._Softmax)
+        kernel.k = Fake()
+        kernel.k.mult, kernel.k.shift, kernel.k.diff_min = mult, shift, diff_min
+        x = rng.integers(-128, 128, (300, 12))
+        x[0], x[1], x[2, :6] = -128, 127, 127
+        got = kernel.run(x.astype(np.int8))
+        out = [0] * 12
+        for row, g in zip(x.tolist(), got):
+            int8ops.softmax_row(row, mult, shift, diff_min, out)
+            assert g.tolist() == out
+
+
+# --------------------------------------------------------------------------- #
+# Whole models vs TensorFlow Lite Micro
+# --------------------------------------------------------------------------- #
+
+
+def _tflm_trace(tfl):
+    runtime = pytest.importorskip("tflite_micro").runtime
+    interp = runtime.Interpreter.from_bytes(tfl, arena_size=4 << 20,
+                                            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    shape = tuple(interp.get_input_details(0)["shape"])
+
+    def run(row):
+        interp.set_input(row.reshape(shape), 0)
+        interp.invoke()
+        return lambda j: np.asarray(interp.GetTensor(j, 0)["tensor_data"]).reshape(-1).astype(np.int8)
+
+    return run
+
+
+def _first_difference(tfl, engine, x, traces):
+    """Name the first op whose output differs from TFLite Micro's, for a sharp failure message."""
+    tflm = _tflm_trace(tfl)
+    for i, row in enumerate(x):
+        tensor = tflm(row)
+        for kernel, op in engine.steps:
+            expected = tensor(op.outputs[0])
+            got = traces[op.outputs[0]][i]
+            if not np.array_equal(got, expected):
+                diff = np.abs(got.astype(int) - expected)
+                return (f"input {i}: op {op.index} {op.name} differs in {np.count_nonzero(diff)} of "
+                        f"{diff.size} values (max {diff.max()} LSB)")
+    return "no op differs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", __import__("kws_kit.models.zoo", fromlist=["zoo"]).model_names())
+def test_zoo_models_bit_identical_to_tflm(name):
+    pytest.importorskip("keras")
+    pytest.importorskip("tflite_micro")
+    from kws_kit.quantize import run_int8
+    from kws_kit.tflite_info import inspect_tflite
+    from zoo_trained import realistic_inputs, trained_like_int8
+
+    tfl = trained_like_int8(name)
+    info = inspect_tflite(tfl)
+    x = realistic_inputs(info.input_scale, info.input_zero_point)
+    assert len(x) >= 200
+    expected = run_int8(tfl, x, kernels="tflm").reshape(len(x), -1)
+    engine = ib.BatchInterpreter(tfl, chunk=64)  # several chunks, the last one partial
+    got, traces = engine.run(x, trace=True)
+    if not np.array_equal(got, expected):
+        pytest.fail(f"{name}: {_first_difference(tfl, engine, x, traces)}")
+    assert len({r.tobytes() for r in got}) > 20  # not one constant answer
+    # the run_int8 / Int8Runner entry point gives the same, shaped like the other kernels
+    via_runner = run_int8(tfl, x, kernels="batch")
+    assert via_runner.shape[1:] == run_int8(tfl, x[:2], kernels="tflm").shape[1:]
+    np.testing.assert_array_equal(via_runner.reshape(len(x), -1), expected)
+
+
+@pytest.fixture(scope="module")
+def one_op_models():
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tflite_micro")
+    import test_device_runner_ops as ops
+    from kws_kit.quantize import to_int8_tflite
+
+    keras.utils.set_random_seed(1)
+    rep = np.random.default_rng(0).normal(size=(24,) + ops.IN_SHAPE).astype(np.float32)
+    out = {}
+    for name, (build, _) in ops.CASES.items():
+        inputs = keras.Input(ops.IN_SHAPE, batch_size=1)
+        case_rep = rep.copy()
+        case_rep.reshape(len(rep), -1)[:, :ops.QUIET_INPUTS.get(name, 0)] *= 0.05
+        out[name] = to_int8_tflite(keras.Model(inputs, build(inputs)), case_rep)
+    return out
+
+
+@pytest.mark.slow
+def test_one_op_models_bit_identical_to_tflm(one_op_models):
+    """Every option the device runner's one-op tests cover: padding, stride, dilation, depth multiplier, ..."""
+    from kws_kit.quantize import run_int8
+
+    rng = np.random.default_rng(3)
+    failures = []
+    for name, tfl in sorted(one_op_models.items()):
+        engine = ib.BatchInterpreter(tfl)
+        x = rng.integers(-128, 128, size=(200, engine.input_size))
+        x = np.concatenate([x, np.full((1, engine.input_size), -128), np.full((1, engine.input_size), 127)])
+        x = x.astype(np.int8).reshape((len(x),) + engine.input_shape[1:])
+        expected = run_int8(tfl, x, kernels="tflm").reshape(len(x), -1)
+        got = engine.run(x)
+        if not np.array_equal(got, expected):
+            failures.append(f"{name}: {np.count_nonzero(got != expected)} of {got.size} differ")
+        assert len(np.unique(expected)) > 2, name
+    assert not failures, failures
+
+
+def test_bad_inputs_and_models_are_refused():
+    with pytest.raises(ModelError, match="TFLite"):
+        ib.BatchInterpreter(b"not a model at all, just some bytes")
+    pytest.importorskip("keras")
+    from zoo_trained import trained_like_int8
+
+    engine = ib.interpreter_for(trained_like_int8("tiny_conv"))
+    assert ib.interpreter_for(trained_like_int8("tiny_conv")) is engine  # prepared once
+    with pytest.raises(ModelError, match="int8 inputs"):
+        engine.run(np.zeros((2, engine.input_size), dtype=np.float32))
+    with pytest.raises(ModelError, match="do not match"):
+        engine.run(np.zeros((2, engine.input_size + 1), dtype=np.int8))
