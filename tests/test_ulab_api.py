@@ -242,3 +242,54 @@ def test_frontend_under_ulab_matches_golden(version):
     print("ulab shim front end (%s): %d int8 rounding ties moved" % (version, ties))
     assert ties <= 3
     assert "ulab" not in sys.modules  # restored
+
+
+# --------------------------------------------------------------------------- #
+# int8 runner under the shim
+# --------------------------------------------------------------------------- #
+
+def test_ulab_float_sum_is_inexact_so_weight_sums_use_exact_helpers():
+    """ulab's np.sum of a float array is a float32 running mean times n: the kernels must not rely on it."""
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-127, 128, size=(64, 400))
+    exact = rows.sum(axis=1)
+    with ulab_shim.installed() as load:
+        int8ops = load("int8ops")
+        unp = int8ops.np
+        as_float = unp.array(rows.tolist(), dtype=unp.float)
+        welford = np.array(unp.sum(as_float, axis=1).tolist())
+        assert np.any(welford != exact)  # what int8ops used before: wrong channel corrections on boards
+        assert int8ops.row_sums(unp.array(rows.tolist(), dtype=unp.int16)) == exact.tolist()
+        assert int8ops.row_sums(as_float) == exact.tolist()
+        cube = unp.array(rows.reshape(8, 8, 400).tolist(), dtype=unp.float)
+        for axis in range(3):
+            got = np.array(int8ops.axis_sum(cube, axis).tolist())
+            np.testing.assert_array_equal(got, rows.reshape(8, 8, 400).sum(axis=axis))
+
+
+@pytest.mark.slow  # converts the five zoo models (shared with test_tflm_parity) and runs ~60 Python invokes
+def test_ulab_runner_under_shim_matches_tflm():
+    pytest.importorskip("keras")
+    pytest.importorskip("tflite_micro")
+    from zoo_trained import realistic_inputs, trained_like_int8
+
+    from kws_kit.models import zoo
+    from kws_kit.quantize import run_int8
+    from kws_kit.tflite_info import inspect_tflite
+
+    checked = {}
+    for name in zoo.model_names():
+        tfl = trained_like_int8(name)
+        info = inspect_tflite(tfl)
+        x = realistic_inputs(info.input_scale, info.input_zero_point, n_words_seeds=1, n_random=2)
+        expected = run_int8(tfl, x, kernels="tflm").reshape(len(x), -1)
+        with ulab_shim.installed() as load:
+            runners = load("runners")
+            int8ops = load("int8ops")
+            assert not int8ops.HAS_INT64 and int8ops.EXACT_LIMIT == 2 ** 24  # the boards' float32 branch
+            runner = runners.UlabRunner(tfl)
+            got = np.array([list(runner.invoke(row.tobytes())) for row in x], dtype=np.int8)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        checked[name] = len(x)
+    print("ulab shim runner == TFLite Micro:", checked)
+    assert len(checked) == len(zoo.model_names()) >= 5

@@ -409,9 +409,30 @@ def int_list(values):
     return [int(v) for v in values]
 
 
-def channel_sums(w2d):
-    """Row sums of an int8 weight matrix as Python ints."""
-    return [int(v) for v in np.sum(as_float(w2d), axis=1).tolist()] if len(w2d.shape) == 2 else []
+def row_sums(x2d):
+    """Exact row sums of a 2-D integer-valued array as Python ints.
+
+    Not ``np.sum``: ulab sums a float array as a running mean (Welford) times
+    the count, in float32 on the boards, which is not exact for integers (a
+    weight row summing to 1234 can come back as 1233.999 and truncate).
+    """
+    return [int(sum(int(v) for v in row)) for row in x2d.tolist()]
+
+
+def axis_sum(x, axis):
+    """Sum over one axis by adding slices: exact for integer values while partial sums stay below EXACT_LIMIT.
+
+    ulab's ``np.sum`` of a float array is a float32 running mean times the
+    count (not exact); adding slices is one exact float add per element.
+    """
+    n = x.shape[axis]
+    index = [slice(None)] * len(x.shape)
+    index[axis] = 0
+    total = x[tuple(index)]
+    for i in range(1, n):
+        index[axis] = i
+        total = total + x[tuple(index)]
+    return total
 
 
 def softmax_row(row, multiplier, left_shift, diff_min, out):
@@ -553,7 +574,7 @@ class Conv:
             self.mult = mult
             taps = wdata.reshape((self.kh * self.kw, self.cout))
             self.taps = [as_float(taps[t]) for t in range(self.kh * self.kw)]
-            sums = np.sum(as_float(taps), axis=0).tolist()
+            sums = row_sums(taps.transpose())
             self.tap_bound = 128 * 128
             if mult > 1:
                 self.expand = [c // mult for c in range(self.cout)]
@@ -564,7 +585,7 @@ class Conv:
             self.mult = 1
             # per tap a (cin, cout) matrix, so each tap is one matrix product
             wf = as_float(wdata.reshape((self.cout, self.kh * self.kw * self.cin)))
-            sums = np.sum(wf, axis=1).tolist()
+            sums = row_sums(wdata.reshape((self.cout, self.kh * self.kw * self.cin)))
             wt = wf.transpose().reshape((self.kh * self.kw, self.cin, self.cout))
             self.taps = [wt[t] for t in range(self.kh * self.kw)]
             self.tap_bound = 128 * 128 * self.cin
@@ -632,7 +653,7 @@ class FullyConnected:
         bias = _bias(b, self.units, what)
         mults, shifts = _channel_multipliers(in_scale, w, out_scale, self.units, what) if len(w.scales) > 1 \
             else self._per_tensor(in_scale, w, out_scale)
-        sums = np.sum(as_float(wdata), axis=1).tolist()
+        sums = row_sums(wdata)
         # sum (w - wzp)(x - xzp) = sum wx - xzp sum w - wzp sum x + K xzp wzp; sum x varies per input
         correction = [bias[c] - self.in_zp * int(sums[c]) + self.depth * self.in_zp * self.w_zp
                       for c in range(self.units)]
@@ -650,11 +671,11 @@ class FullyConnected:
         x = as_float(x_view).reshape((self.batch, self.depth))
         acc = np.dot(x, self.wt)
         if self.w_zp:
-            row_sums = np.sum(x, axis=1).tolist()
+            x_sums = row_sums(x)
             acc = acc.tolist()
             for r in range(self.batch):
                 for c in range(self.units):
-                    acc[r][c] = int(acc[r][c]) - self.w_zp * int(row_sums[r])
+                    acc[r][c] = int(acc[r][c]) - self.w_zp * x_sums[r]
         y_view[:] = self.requant(acc)
 
 
@@ -765,6 +786,8 @@ class Mean:
         self.n_out = y.numel()
         if self.count == 0 or self.n_out * self.count != x.numel():
             raise ValueError("%s output %r does not match input %r" % (what, y.shape, x.shape))
+        if self.count * 128 >= EXACT_LIMIT:
+            raise ValueError("%s averages %d values, too many for exact float accumulation" % (what, self.count))
         in_scale, self.in_zp = _quant(x, what)
         out_scale, self.out_zp = _quant(y, what)
         mult, shift = quantize_multiplier(in_scale.div(out_scale))
@@ -774,10 +797,10 @@ class Mean:
     def run(self, x_view, y_view):
         acc = as_float(x_view).reshape(self.shape)
         for a in self.axes:
-            acc = np.sum(acc, axis=a)
+            acc = axis_sum(acc, a)
         offset = self.count * self.in_zp
         out = []
-        for s in acc.reshape((self.n_out,)).tolist():
+        for s in (acc.reshape((self.n_out,)).tolist() if hasattr(acc, "reshape") else [acc]):
             v = mbqm(int(s) - offset, self.mult, self.shift) + self.out_zp
             out.append(-128 if v < -128 else 127 if v > 127 else v)
         y_view[:] = np.array(out, dtype=np.int8)
