@@ -337,3 +337,14 @@ def litert_reference_outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
         interp.invoke()
         out.append(interp.get_tensor(o_d["index"]).reshape(-1))
     return np.asarray(out, dtype=np.int8)
+
+
+def model_cache_dir(request, name: str = "kws_cmodule"):
+    """pytest's cache folder when the cache plugin is on (faster re-runs), else a temp folder."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        return cache.mkdir(name)
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix=name + "-"))

@@ -24,7 +24,7 @@ def lib():
 def zoo_tflite(request):
     pytest.importorskip("keras")
     pytest.importorskip("ai_edge_litert")
-    return cb.zoo_models(request.config.cache.mkdir("kws_cmodule"))
+    return cb.zoo_models(cb.model_cache_dir(request))
 
 
 def _zoo_names():

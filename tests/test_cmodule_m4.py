@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(m4.missing_tools() is not None, reason=str(m4.mi
 @pytest.fixture(scope="module")
 def tiny_conv(request):
     pytest.importorskip("keras")
-    return m4.cb.zoo_models(request.config.cache.mkdir("kws_cmodule"))["tiny_conv"]
+    return m4.cb.zoo_models(m4.cb.model_cache_dir(request))["tiny_conv"]
 
 
 def test_emulated_m4_build_is_bit_identical_to_the_host(tiny_conv, tmp_path):

@@ -54,7 +54,7 @@ print("fe", n, fe.frames_ready, bytes(q).hex())
 @pytest.fixture(scope="module")
 def zoo_tflite(request):
     pytest.importorskip("keras")
-    return cb.zoo_models(request.config.cache.mkdir("kws_cmodule"))
+    return cb.zoo_models(cb.model_cache_dir(request))
 
 
 def test_binding_model_and_frontend_match_the_host(zoo_tflite, tmp_path):

@@ -44,7 +44,7 @@ def driver():
 def zoo_tflite(request):
     pytest.importorskip("keras")
     pytest.importorskip("ai_edge_litert")
-    return cb.zoo_models(request.config.cache.mkdir("kws_cmodule"))
+    return cb.zoo_models(cb.model_cache_dir(request))
 
 
 def _run(cmd, timeout=300):
