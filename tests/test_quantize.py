@@ -179,7 +179,7 @@ def test_run_int8_checks_its_inputs(converted):
 
 
 def test_dilations_survive_conversion(converted):
-    info = inspect_tflite(converted[zoo.DEFAULT_MODEL, "real"][2])
+    info = inspect_tflite(converted["tds_resnet", "real"][2])
     dilations = [op.options["dilation"][0] for op in info.ops if op.name == "DEPTHWISE_CONV_2D"]
     assert max(dilations) > 1
 
