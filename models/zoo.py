@@ -141,22 +141,35 @@ def build_tiny_conv(n_frames, n_coeffs, n_classes, batch_size=None):
     return keras.Model(inputs, outputs, name="tiny_conv")
 
 
-def _ds_cnn(name, n_frames, n_coeffs, n_classes, batch_size, filters, stem_strides, block_strides):
+def _ds_cnn(name, n_frames, n_coeffs, n_classes, batch_size, filters, stem_strides, block_strides,
+            dilations=None, residual=False):
     keras, L = _layers()
     inputs = _input(n_frames, n_coeffs, batch_size)
     x = _conv_bn_relu(inputs, filters, (10, 4), strides=stem_strides, name="stem")
     x = L.Dropout(0.2, name="stem_dropout")(x)
     for i, strides in enumerate(block_strides, start=1):
-        x = _dw_bn_relu(x, (3, 3), strides=strides, name=f"ds{i}")
-        x = _conv_bn_relu(x, filters, (1, 1), name=f"ds{i}_pw")
+        # optional time dilation, capped so the kernel stays within short inputs
+        d = max(1, min(dilations[i - 1], (int(x.shape[1]) - 1) // 2 or 1)) if dilations else 1
+        y = _dw_bn_relu(x, (3, 3), strides=strides, dilation=(d, 1), name=f"ds{i}")
+        y = _conv_bn_relu(y, filters, (1, 1), name=f"ds{i}_pw", relu=not residual)
+        if residual:
+            y = L.Add(name=f"ds{i}_add")([x, y]) if strides == (1, 1) else y
+            y = L.ReLU(name=f"ds{i}_out")(y)
+        x = y
     x = L.Dropout(0.4, name="dropout")(x)
     outputs = _classifier_head(x, n_classes, pool="avg")
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_ds_cnn_s(n_frames, n_coeffs, n_classes, batch_size=None, filters=64, blocks=4):
-    """Hello Edge / MLPerf Tiny DS-CNN-S: 64-filter 10x4/2 conv, 4 DS blocks of 64."""
-    return _ds_cnn("ds_cnn_s", n_frames, n_coeffs, n_classes, batch_size, filters, (2, 2), [(1, 1)] * blocks)
+def build_ds_cnn_s(n_frames, n_coeffs, n_classes, batch_size=None, filters=64, blocks=4, dilations=None,
+                   residual=False):
+    """Hello Edge / MLPerf Tiny DS-CNN-S: 64-filter 10x4/2 conv, 4 DS blocks of 64.
+
+    The keyword arguments give the variants compared in docs/models.md
+    (``build()`` always uses the defaults).
+    """
+    return _ds_cnn("ds_cnn_s", n_frames, n_coeffs, n_classes, batch_size, filters, (2, 2), [(1, 1)] * blocks,
+                   dilations=dilations, residual=bool(residual))
 
 
 def build_ds_cnn_xs(n_frames, n_coeffs, n_classes, batch_size=None, filters=40, blocks=4):
