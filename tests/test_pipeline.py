@@ -215,3 +215,16 @@ def test_eval_rejects_broken_bundles(bundle, curated, capsys, tmp_path):
     (old / "metadata.json").write_text(json.dumps(meta))
     rc, _, err = run_cli(["eval", old, "--data", curated], capsys)
     assert rc == 1 and "format" in err
+
+
+def test_speaker_counts_leave_out_silence(bundle, curated, work, capsys):
+    from kws_kit.data.curate import load_curated
+
+    rows = load_curated(curated).rows_for("test")
+    assert any(not r.speaker for r in rows)  # _silence_ examples have no speaker
+    speakers = len({r.speaker for r in rows if r.speaker})
+    assert json.loads((bundle / "metadata.json").read_text())["accuracy"]["speakers"] == speakers
+    out = work / "eval_speakers"
+    rc, _, err = run_cli(["eval", bundle, "--data", curated, "--out", out, "--stream-minutes", "0"], capsys)
+    assert rc == 0, err
+    assert json.loads((out / "report.json").read_text())["speakers"] == speakers

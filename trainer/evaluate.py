@@ -178,7 +178,7 @@ def load_eval_data(data: str | os.PathLike, bundle, split: str = "test", max_cli
             f"{path} ({split} split)",
             feats,
             y,
-            len({r.speaker for r in rows}),
+            len({r.speaker for r in rows if r.speaker}),  # _silence_ rows have no speaker
             kw_clips,
             [_raw_clip(r.path, r.offset_s, r.duration_s) for r in unk],
             noise,

@@ -101,7 +101,7 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike, *, representative
         "accuracy": {
             "split": split,
             "clips": int(len(y_test)),
-            "speakers": len({r.speaker for r in test_rows}),
+            "speakers": len({r.speaker for r in test_rows if r.speaker}),  # _silence_ rows have no speaker
             "float": float_m["accuracy"],
             "int8": int8_m["accuracy"],
         },
