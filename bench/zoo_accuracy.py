@@ -112,13 +112,14 @@ def summarize(paths) -> None:
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                rows.setdefault(row["model"], []).append(row)
+                label = f"`{row['model']}`" + (f" ({row['note']})" if row.get("note") else "")
+                rows.setdefault(label, []).append(row)
     print("| model | params | MACs | seeds | float acc. | int8 acc. (mean, min-max) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for model, runs in sorted(rows.items(), key=lambda kv: -np.mean([r["int8_acc"] for r in kv[1]])):
         f = [r["float_acc"] * 100 for r in runs]
         q = [r["int8_acc"] * 100 for r in runs]
-        print(f"| `{model}` | {runs[0]['params']:,} | {runs[0]['macs']:,} | {len(runs)} | {np.mean(f):.1f} | "
+        print(f"| {model} | {runs[0]['params']:,} | {runs[0]['macs']:,} | {len(runs)} | {np.mean(f):.1f} | "
               f"{np.mean(q):.1f} ({min(q):.1f}-{max(q):.1f}) |")
 
 

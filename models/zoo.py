@@ -74,10 +74,21 @@ def _depthwise_he(channels):
     return keras.initializers.VarianceScaling(scale=2.0 * int(channels), mode="fan_in", distribution="truncated_normal")
 
 
-def _conv_bn_relu(x, filters, kernel, strides=(1, 1), dilation=(1, 1), name=None, relu=True):
+def _residual_branch_init():
+    """He scale / 10 for the last convolution of a residual branch (Fixup-style start).
+
+    A new instance per layer: Keras 3 gives every use of one unseeded
+    initializer instance the same values.
+    """
+    import keras
+
+    return keras.initializers.VarianceScaling(scale=0.1, mode="fan_in", distribution="truncated_normal")
+
+
+def _conv_bn_relu(x, filters, kernel, strides=(1, 1), dilation=(1, 1), name=None, relu=True, init="he_normal"):
     keras, L = _layers()
     x = L.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
-                 use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+                 use_bias=False, kernel_initializer=init, name=f"{name}_conv")(x)
     x = L.BatchNormalization(name=f"{name}_bn")(x)
     if relu:
         x = L.ReLU(name=f"{name}_relu")(x)
@@ -193,11 +204,11 @@ def build_tc_resnet8(n_frames, n_coeffs, n_classes, batch_size=None, width=1.0):
     inputs = _input(n_frames, n_coeffs, batch_size)
     x = _as_time_channels(inputs, n_frames, n_coeffs)
     channels = [int(round(c * width)) for c in (16, 24, 32, 48)]
-    x = L.Conv2D(channels[0], (3, 1), padding="same", use_bias=False, kernel_initializer="he_normal",
-                 name="stem_conv")(x)
+    # Glorot stem and small residual-branch start, as in tds_resnet (untrained outputs stay varied).
+    x = L.Conv2D(channels[0], (3, 1), padding="same", use_bias=False, name="stem_conv")(x)
     for i, c in enumerate(channels[1:], start=1):
         y = _conv_bn_relu(x, c, (9, 1), strides=(2, 1), name=f"b{i}a")
-        y = _conv_bn_relu(y, c, (9, 1), name=f"b{i}b", relu=False)
+        y = _conv_bn_relu(y, c, (9, 1), name=f"b{i}b", relu=False, init=_residual_branch_init())
         shortcut = _conv_bn_relu(x, c, (1, 1), strides=(2, 1), name=f"b{i}sc")
         x = L.Add(name=f"b{i}_add")([y, shortcut])
         x = L.ReLU(name=f"b{i}_out")(x)
@@ -218,13 +229,16 @@ def build_tds_resnet(n_frames, n_coeffs, n_classes, batch_size=None, channels=40
     keras, L = _layers()
     inputs = _input(n_frames, n_coeffs, batch_size)
     x = _as_time_channels(inputs, n_frames, n_coeffs)
-    x = _conv_bn_relu(x, channels, (3, 1), name="stem")
+    # Glorot stem and a small start for each residual branch (as in Fixup / zero-init
+    # residuals): the identity path dominates an untrained net, so raw-MFCC inputs
+    # (c0 ~ -60) do not blow up through four additions into a saturated softmax.
+    x = _conv_bn_relu(x, channels, (3, 1), name="stem", init="glorot_uniform")
     for i, d in enumerate(dilations, start=1):
         # A dilation whose kernel span is far beyond the sequence only sees
         # padding; cap it so the model still works on short inputs.
         d = max(1, min(d, (n_frames - 1) // max(1, kernel - 1) or 1))
         y = _dw_bn_relu(x, (kernel, 1), dilation=(d, 1), name=f"b{i}")
-        y = _conv_bn_relu(y, channels, (1, 1), name=f"b{i}_pw", relu=False)
+        y = _conv_bn_relu(y, channels, (1, 1), name=f"b{i}_pw", relu=False, init=_residual_branch_init())
         x = L.Add(name=f"b{i}_add")([x, y])
         x = L.ReLU(name=f"b{i}_out")(x)
     x = L.Dropout(0.2, name="dropout")(x)
@@ -237,10 +251,10 @@ ZOO: dict[str, ModelEntry] = {
     for e in [
         ModelEntry("tiny_conv", "micro_speech tiny_conv: one 8-filter 10x8/2 conv + dense (smallest, least accurate)",
                    build_tiny_conv, rank=0),
-        ModelEntry("tds_resnet", "temporal depthwise-separable residual net, 40 channels, 5x1 kernels dilated 1-2-4-8 "
-                   "(fewest MACs)", build_tds_resnet, rank=1),
         ModelEntry("tc_resnet8", "TC-ResNet8: temporal 9x1 residual convs over MFCC channels (16-24-32-48)",
-                   build_tc_resnet8, rank=2),
+                   build_tc_resnet8, rank=1),
+        ModelEntry("tds_resnet", "temporal depthwise-separable residual net, 40 channels, 5x1 kernels dilated 1-2-4-8 "
+                   "(fewest MACs)", build_tds_resnet, rank=2),
         ModelEntry("ds_cnn_xs", "DS-CNN at 40 channels: 10x4/2 conv + 4 depthwise-separable blocks (default; "
                    "fits the Nucleo)", build_ds_cnn_xs, rank=3),
         ModelEntry("ds_cnn_s", "DS-CNN-S (Hello Edge / MLPerf Tiny): 10x4/2 conv + 4 depthwise-separable blocks of 64",
@@ -356,7 +370,8 @@ def describe(name: str, input_shape=DEFAULT_INPUT_SHAPE, n_classes: int = DEFAUL
     Returns ``name``, ``description``, ``input_shape``, ``n_classes``, ``params``
     (Keras count, batch-norm statistics included), ``macs`` (see ``count_macs``),
     ``flash_bytes`` (size of the int8 .tflite), ``param_bytes`` (constant data in
-    it), ``arena_bytes`` (tensor-arena estimate, see ``kws_kit.tflite_info``) and
+    it), ``arena_bytes`` (tensor-arena estimate, see ``kws_kit.tflite_info``),
+    ``tflm_arena_bytes`` (TFLite Micro's own arena, None without tflite-micro) and
     ``ops`` (the builtin ops used).
     """
     entry = get_entry(name)
@@ -393,6 +408,7 @@ def describe(name: str, input_shape=DEFAULT_INPUT_SHAPE, n_classes: int = DEFAUL
         "flash_bytes": info.size_bytes,
         "param_bytes": info.param_bytes,
         "arena_bytes": info.arena_bytes,
+        "tflm_arena_bytes": info.tflm_arena_bytes,
         "ops": sorted(set(info.op_names)),
     }
     _memory_cache[key] = result

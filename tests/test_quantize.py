@@ -59,6 +59,12 @@ def test_int8_graph_uses_only_engine_ops(converted, name, size):
     activations = [t for t in info.tensors if not t.is_constant]
     assert max(t.nbytes for t in activations) <= info.activation_bytes <= sum(-(-t.nbytes // 16) * 16 for t in activations)
     assert info.arena_bytes > info.activation_bytes
+    # TFLite Micro's own arena (when installed): the plan never exceeds it, the estimate stays close
+    if info.tflm_arena_bytes is not None:
+        assert info.activation_bytes < info.tflm_arena_bytes
+        assert 0.8 * info.tflm_arena_bytes <= info.arena_bytes <= 1.5 * info.tflm_arena_bytes
+        assert info.budget_arena_bytes == max(info.arena_bytes, info.tflm_arena_bytes)
+        assert inspect_tflite(tflite, measure_tflm=False).tflm_arena_bytes is None
 
 
 @pytest.mark.parametrize("name", sorted(zoo.ZOO))

@@ -119,3 +119,11 @@ def test_describe_cache_is_written_and_reused(monkeypatch):
     zoo._memory_cache.clear()
     monkeypatch.undo()
     assert zoo.describe("tiny_conv", (20, 6), 3) == first
+
+
+@pytest.mark.parametrize("name", sorted(zoo.ZOO))
+def test_no_two_layers_start_with_the_same_weights(name):
+    """Reusing one unseeded Keras 3 initializer gives identical weights; every kernel must differ."""
+    model = zoo.build(name, (49, 10), 12)
+    kernels = [w.numpy().tobytes() for w in model.weights if w.name in ("kernel", "depthwise_kernel")]
+    assert len(kernels) >= 2 and len(set(kernels)) == len(kernels)

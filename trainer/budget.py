@@ -6,6 +6,9 @@ the audio/feature buffers. A model fits when
 
     runtime + buffers + model bytes (if loaded into the heap) + arena <= heap budget
 
+(arena: the larger of kws-kit's estimate and TFLite Micro's own figure, see
+``kws_kit.tflite_info``)
+
 and its file fits the board's filesystem. Multiply-accumulates over the board's
 ``max_macs_per_inference`` only warn (the model runs, maybe not in real time),
 but ``pick_model`` skips such models.
@@ -88,7 +91,8 @@ def model_costs(model) -> dict:
     if isinstance(model, dict):
         try:
             costs = {"model_bytes": int(model["flash_bytes"] if "flash_bytes" in model else model["size_bytes"]),
-                     "arena_bytes": int(model["arena_bytes"]), "macs": model.get("macs"),
+                     "arena_bytes": max(int(model["arena_bytes"]), int(model.get("tflm_arena_bytes") or 0)),
+                     "macs": model.get("macs"),
                      "input_shape": tuple(model.get("input_shape") or ()), "n_classes": model.get("n_classes"),
                      "name": model.get("name")}
         except KeyError as exc:
@@ -96,7 +100,7 @@ def model_costs(model) -> dict:
         return costs
     try:
         shape = tuple(model.input_shape)
-        return {"model_bytes": int(model.size_bytes), "arena_bytes": int(model.arena_bytes), "macs": model.macs,
+        return {"model_bytes": int(model.size_bytes), "arena_bytes": int(model.budget_arena_bytes), "macs": model.macs,
                 "input_shape": shape[1:3] if len(shape) >= 3 else shape, "n_classes": int(model.output_shape[-1]),
                 "name": None}
     except AttributeError:
