@@ -219,3 +219,14 @@ def test_dead_model_is_refused_instead_of_aborting(monkeypatch):
     unchecked = to_int8_tflite(model, rep)
     with pytest.raises(ModelError, match="SOFTMAX"):
         Int8Runner(unchecked)
+
+
+def test_tflm_arena_probe_survives_a_model_tflm_aborts_on(converted):
+    """A damaged tail makes TFLite Micro abort(); the probe runs it in a child
+    process, so inspecting the file must still return (arena unknown)."""
+    pytest.importorskip("tflite_micro")
+    _model, _rep, tflite = converted["tiny_conv", "real"]
+    damaged = tflite[:-64] + bytes(64)
+    info = inspect_tflite(damaged)  # would kill this process if TFLM ran in it
+    assert info.tflm_arena_bytes is None  # TFLite Micro aborted (SIGABRT) in the child
+    assert inspect_tflite(tflite).tflm_arena_bytes > 0  # the intact model is measured

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -217,42 +218,62 @@ def inspect_tflite(source, measure_tflm: bool = True) -> TfliteInfo:
     return info
 
 
+_TFLM_ARENA_CACHE: dict[str, int | None] = {}
+
+
 def measure_tflm_arena(data: bytes, info: TfliteInfo) -> int | None:
     """TFLite Micro's arena for this model (recording allocator total), or None.
 
-    None when tflite-micro is not installed, or the model is not one our
-    export produces (other ops, non-int8 I/O, quantisation TFLM aborts on):
-    such models are never handed to the C++ side from here.
+    None when tflite-micro is not installed, the model is not one our export
+    produces (other ops, non-int8 I/O), or TFLite Micro refuses or crashes on
+    it. The C++ interpreter calls abort() on some damaged models, so it runs
+    in a child process: a bad file costs a None here, never the caller's
+    process. Results are cached per model digest (the child takes ~0.5 s).
     """
     if info.unsupported_ops() or info.quantisation_problems() or info.input_dtype != "int8" \
             or info.output_dtype != "int8" or info.n_subgraphs != 1:
         return None
-    try:
-        from tflite_micro import runtime
-    except ImportError:
+    import hashlib
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_micro") is None:
         return None
-    import ctypes
-    import re
+    key = hashlib.sha256(data).hexdigest()
+    if key not in _TFLM_ARENA_CACHE:
+        _TFLM_ARENA_CACHE[key] = _tflm_arena_in_child(data, max(1 << 20, 4 * info.arena_bytes))
+    return _TFLM_ARENA_CACHE[key]
+
+
+def _tflm_arena_in_child(data: bytes, arena_size: int) -> int | None:
+    import subprocess
     import sys
     import tempfile
 
-    # print_allocations() writes to the C stderr: catch it in a file for the moment.
-    with tempfile.TemporaryFile() as log:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
+    with tempfile.TemporaryDirectory(prefix="kws-tflm-") as tmp:
+        model = Path(tmp) / "model.tflite"
+        model.write_bytes(data)
         try:
-            interp = runtime.Interpreter.from_bytes(data, arena_size=max(1 << 20, 4 * info.arena_bytes))
-            interp.print_allocations()
-            ctypes.CDLL(None).fflush(None)
-        except (RuntimeError, ValueError):
+            run = subprocess.run(
+                [sys.executable, "-c", _TFLM_CHILD, str(model), str(arena_size)],
+                capture_output=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            )
+        except (OSError, subprocess.TimeoutExpired):
             return None
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        log.seek(0)
-        found = re.search(rb"Arena allocation total (\d+) bytes", log.read())
+    if run.returncode != 0:
+        return None
+    found = re.search(rb"Arena allocation total (\d+) bytes", run.stdout + run.stderr)
     return int(found.group(1)) if found else None
+
+
+# print_allocations() writes to the C stderr, which the parent captures.
+_TFLM_CHILD = """
+import ctypes, sys
+from tflite_micro import runtime
+data = open(sys.argv[1], 'rb').read()
+interp = runtime.Interpreter.from_bytes(data, arena_size=int(sys.argv[2]))
+interp.print_allocations()
+ctypes.CDLL(None).fflush(None)
+"""
 
 
 def _parse(schema, data: bytes) -> TfliteInfo:
