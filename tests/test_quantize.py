@@ -230,3 +230,36 @@ def test_tflm_arena_probe_survives_a_model_tflm_aborts_on(converted):
     info = inspect_tflite(damaged)  # would kill this process if TFLM ran in it
     assert info.tflm_arena_bytes is None  # TFLite Micro aborted (SIGABRT) in the child
     assert inspect_tflite(tflite).tflm_arena_bytes > 0  # the intact model is measured
+
+
+@pytest.mark.parametrize("name", sorted(zoo.ZOO))
+def test_exported_models_carry_no_strings_and_aligned_buffers(converted, name):
+    """to_int8_tflite strips names/signatures/metadata (RAM on the Nucleo) and aligns buffers;
+    stripping is idempotent and changes no output bit (checked against the unstripped
+    flatbuffer rebuilt with names, through TFLite Micro and the batched engine)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from kws_kit.quantize import strip_tflite
+
+    _model, rep, tflite = converted[name, "real"]
+    assert strip_tflite(tflite) == tflite
+    root = schema.Model.GetRootAs(tflite, 0)
+    graph = root.Subgraphs(0)
+    assert root.MetadataLength() == 0 and root.SignatureDefsLength() == 0
+    assert all(not graph.Tensors(i).Name() for i in range(graph.TensorsLength()))
+    for i in range(root.BuffersLength()):
+        buf = root.Buffers(i)
+        if buf.DataLength():
+            assert buf._tab.Vector(buf._tab.Offset(4)) % 16 == 0  # noqa: SLF001
+    # give the model names back (the stock packer), then strip again: same bytes, same outputs
+    named = fbu.convert_bytearray_to_object(bytearray(tflite))
+    for i, t in enumerate(named.subgraphs[0].tensors):
+        t.name = f"tensor_{i}_with_a_long_name".encode()
+    renamed = bytes(fbu.convert_object_to_bytearray(named))
+    assert len(renamed) > len(tflite) and strip_tflite(renamed) == tflite
+    x = np.random.default_rng(5).integers(-128, 128, size=(6,) + tuple(rep.shape[1:]) + (1,)).astype(np.int8)
+    for kernels in ("tflm", "batch"):
+        if kernels == "tflm":
+            pytest.importorskip("tflite_micro")
+        np.testing.assert_array_equal(run_int8(renamed, x, kernels=kernels), run_int8(tflite, x, kernels=kernels))
