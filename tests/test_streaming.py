@@ -557,3 +557,64 @@ def test_real_clips_real_noise_and_the_project_front_end():
         np.testing.assert_array_equal(windows[i], clip)
     result = evaluate(track, stream, LABELS)
     assert result.false_accepts == 0 and result.false_rejects == len(stream.events)
+
+
+# --- the sweep's vectorised recogniser equals the device class -----------------------
+
+
+def _adversarial_track(rng, n, n_classes, gaps=True):
+    """Scores that hover around thresholds, tie between classes, and times with
+    repeats and long gaps (windows that empty), so every latch / suppression /
+    ring path of Recognizer.update is taken."""
+    steps = rng.choice([0, 250, 250, 250, 100, 400, 1000, 5000] if gaps else [250], size=n)
+    times = (np.cumsum(steps) + 500).astype(np.int64)
+    base = rng.choice([0, 60, 120, 128, 129, 200, 255], size=(n, n_classes))
+    bursts = rng.random(n) < 0.3
+    base[bursts, rng.integers(0, n_classes, bursts.sum())] = rng.integers(150, 256, bursts.sum())
+    ties = rng.random(n) < 0.05
+    base[ties, 1] = base[ties, 2]
+    return times, base.astype(np.uint8)
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"average_window_ms": 500, "suppression_ms": 0, "minimum_count": 1},
+    {"average_window_ms": 2000, "max_results": 3, "minimum_count": 3, "suppression_ms": 700},
+    {"average_window_ms": 1000, "max_results": 1, "minimum_count": 1, "ignore_labels": ()},
+    {"average_window_ms": 250, "suppression_ms": 250, "ignore_labels": ("yes",)},
+    {"average_window_ms": 750.5, "suppression_ms": 1499.5},
+])
+def test_vectorised_recogniser_equals_the_device_class(params):
+    rng = np.random.default_rng(len(str(params)))
+    for trial in range(6):
+        times, scores = _adversarial_track(rng, 600, len(LABELS), gaps=trial % 3 != 2)
+        track = ScoreTrack(times, scores, float(times[-1]) / 1000)
+        for threshold in (0.0, 0.3, 0.47, 0.5, 0.5039, 0.7, 0.9, 1.0):
+            p = {**params, "detection_threshold": threshold}
+            rec = streaming._make_recognizer(LABELS, p)
+            stats = streaming._WindowStats(rec, times, scores)
+            fast = streaming._run_fast(rec, LABELS, stats)
+            expected = run_recognizer(track, LABELS, p)  # Recognizer.update row by row
+            assert fast == expected, (params, trial, threshold)
+        assert len(expected) >= 0
+
+
+def test_sweep_uses_equal_detections_and_falls_back_on_bad_tracks():
+    rng = np.random.default_rng(11)
+    times, scores = _adversarial_track(rng, 2000, len(LABELS))
+    track = ScoreTrack(times, scores, float(times[-1]) / 1000)
+    events = [(float(t) / 1000 - 0.3, float(t) / 1000, lab) for t, lab in
+              zip(times[::40], [LABELS[2 + i % 2] for i in range(len(times[::40]))])]
+    thresholds = np.linspace(0.2, 1.0, 17)
+    sweep = sweep_thresholds(track, events, LABELS, {"suppression_ms": 600}, thresholds)
+    seen_fa = set()
+    for point in sweep:
+        found = run_recognizer(track, LABELS, {"suppression_ms": 600, "detection_threshold": point.threshold})
+        result = streaming.match(found, events, 1.0, track.duration_s)
+        assert (point.fa_per_hour, point.frr) == (result.fa_per_hour, result.frr)
+        seen_fa.add(result.false_accepts)
+    assert len(seen_fa) > 3  # the thresholds really change the outcome
+    # times that go back: the device class itself is run, and refuses
+    bad = ScoreTrack(times[::-1].copy(), scores, 10.0)
+    with pytest.raises((KwsError, ValueError)):
+        sweep_thresholds(bad, events, LABELS, {}, [0.5])

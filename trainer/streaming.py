@@ -523,6 +523,93 @@ def run_recognizer(track: ScoreTrack, labels: Sequence[str], params: Mapping[str
     return _run(rec, labels, track.times_ms.tolist(), track.scores.tolist())
 
 
+class _WindowStats:
+    """What the device recogniser's window holds at every inference, for all thresholds at once.
+
+    The ring (results younger than ``average_window_ms``, at most
+    ``max_results``) does not depend on the threshold: after result ``j`` is
+    added it holds results ``start_j .. j`` with ``start_j = max(first i with
+    t_i > t_j - window, j - max_results + 1)``, so the integer sums are
+    differences of one cumulative sum, and the top class, its average and every
+    class's average (for the latch) follow with a few array operations. Only the
+    latch and the suppression timer depend on the threshold; :func:`_run_fast`
+    replays them over the few inferences where anything can happen.
+    """
+
+    def __init__(self, rec: Any, times: np.ndarray, scores: np.ndarray):
+        t = np.asarray(times)
+        n = len(t)
+        idx = np.arange(n)
+        lo_time = np.searchsorted(t, t - rec.average_window_ms, side="right")
+        start = np.maximum(lo_time, idx - rec.max_results + 1)
+        cum = np.zeros((n + 1, scores.shape[1]), dtype=np.int64)
+        np.cumsum(scores, axis=0, dtype=np.int64, out=cum[1:])
+        sums = cum[idx + 1] - cum[start]
+        count = (idx + 1 - start)[:, None]
+        self.times = t
+        self.averages = sums // count  # (T, C): the latch test reads the latched class
+        self.best = np.argmax(sums, axis=1)  # first maximum: ties go to the lowest index
+        self.best_avg = self.averages[idx, self.best]
+        # before result j is added the window is empty (the latch is released) when every
+        # earlier result has aged out
+        self.emptied = lo_time >= idx
+        self.eligible = ((idx + 1 - start) >= rec.minimum_count) & ~np.frombuffer(bytes(rec._ignored), dtype=np.uint8)[self.best].astype(bool)
+        self.params = (rec.average_window_ms, rec.max_results, rec.minimum_count, tuple(rec._ignored))
+
+
+def _run_fast(rec: Any, labels: list[str], stats: _WindowStats) -> list[Detection]:
+    """The device recogniser's detections for ``rec``'s threshold, from precomputed window stats.
+
+    Equal to feeding every row to ``rec.update`` (``_run``; tested on random
+    and adversarial tracks): a detection needs an eligible inference whose top
+    average reaches the threshold, outside the suppression time, whose top
+    class is not latched; the latch set by a detection of class L is released
+    at the first later inference whose window was empty before it was added or
+    whose class-L average is below the threshold.
+    """
+    threshold = rec.threshold_score
+    suppression = rec.suppression_ms
+    candidates = np.flatnonzero(stats.eligible & (stats.best_avg >= threshold)).tolist()
+    times = stats.times
+    best = stats.best
+    found = []
+    releases: dict[int, np.ndarray] = {}
+    latched = -1
+    fired_at = -1
+    last_det = None
+    for j in candidates:
+        if latched >= 0:
+            rel = releases.get(latched)
+            if rel is None:
+                rel = releases[latched] = np.flatnonzero(stats.emptied | (stats.averages[:, latched] < threshold))
+            k = int(np.searchsorted(rel, fired_at, side="right"))
+            if k < len(rel) and rel[k] <= j:
+                latched = -1
+        b = int(best[j])
+        if b == latched:
+            continue
+        now = int(times[j])
+        if last_det is not None and now - last_det < suppression:
+            continue
+        last_det = now
+        latched = b
+        fired_at = j
+        found.append(Detection(now / 1000.0, labels[b], int(stats.best_avg[j])))
+    return found
+
+
+def _fast_ok(times: np.ndarray, scores: np.ndarray) -> bool:
+    """The vectorised recogniser needs what ``update`` would accept: times that never go back, scores 0..255."""
+    times = np.asarray(times)
+    if scores.ndim != 2 or not len(times) or times.ndim != 1 or len(times) != len(scores):
+        return False
+    if not np.issubdtype(times.dtype, np.integer) or not np.issubdtype(scores.dtype, np.integer):
+        return False
+    if not bool(np.all(np.diff(times) >= 0)):
+        return False
+    return scores.dtype == np.uint8 or (int(scores.min()) >= 0 and int(scores.max()) <= 255)
+
+
 def _run(rec: Any, labels: list[str], times: list[int], rows: list[list[int]]) -> list[Detection]:
     update = rec.update
     found = []
@@ -717,22 +804,34 @@ def sweep_thresholds(
 ) -> list[SweepPoint]:
     """(threshold, false accepts/hour, false-reject rate) for each detection threshold.
 
-    Runs the device recogniser once per distinct integer threshold score over the
-    precomputed track (a few microseconds per inference: about 0.05 s per hour of
-    audio per threshold).
+    One pass per distinct integer threshold score over the precomputed track,
+    through the vectorised twin of the device recogniser (``_run_fast``: the
+    window, which does not depend on the threshold, is computed once; tested
+    equal to ``Recognizer.update`` row by row). Tracks it cannot take (times
+    going back, scores outside 0..255) go through the device class itself,
+    which reports the problem.
     """
     labels = list(labels)
     if track.scores.shape[1] != len(labels):
         raise KwsError(f"score track has {track.scores.shape[1]} classes but {len(labels)} labels were given")
-    times = track.times_ms.tolist()
-    rows = track.scores.tolist()  # once: the per-threshold passes reuse the Python lists
+    fast = _fast_ok(track.times_ms, track.scores)
+    if not fast:
+        times = track.times_ms.tolist()
+        rows = track.scores.tolist()  # once: the per-threshold passes reuse the Python lists
+    stats = None  # the window does not depend on the threshold: computed once
     base = dict(params or {})
     by_score: dict[int, tuple[float, float]] = {}  # thresholds with one integer score share a pass
     points = []
     for threshold in thresholds:
         rec = _make_recognizer(labels, {**base, "detection_threshold": float(threshold)})
         if rec.threshold_score not in by_score:
-            result = match(_run(rec, labels, times, rows), events, tolerance_s, track.duration_s)
+            if fast:
+                if stats is None:
+                    stats = _WindowStats(rec, track.times_ms, track.scores)
+                detections = _run_fast(rec, labels, stats)
+            else:
+                detections = _run(rec, labels, times, rows)
+            result = match(detections, events, tolerance_s, track.duration_s)
             by_score[rec.threshold_score] = (result.fa_per_hour, result.frr)
         points.append(SweepPoint(float(threshold), *by_score[rec.threshold_score]))
     return points
