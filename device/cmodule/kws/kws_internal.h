@@ -52,7 +52,8 @@ typedef struct {
     int32_t in_offset, out_offset, act_min, act_max;
     int32_t n_channels;         /* per-channel multiplier count */
     int32_t *mult, *shift;      /* in the arena */
-    int32_t *bias;              /* in the arena (copied, aligned), NULL if none */
+    int32_t *bias;              /* in the arena (copied, aligned), NULL if none; DEPTHWISE: always set,
+                                   bias + in_offset * sum of the channel's weights (see kws_ops.c) */
     double *fc_scale;           /* per-channel FULLY_CONNECTED rescale (see kws_ops.c), NULL if unused */
     int32_t k_len;              /* conv / fc: dot length */
     int32_t batches;            /* fc rows, mean outer */
@@ -87,8 +88,8 @@ int32_t kws_mbqm(int32_t x, int32_t multiplier, int shift); /* MultiplyByQuantiz
 void kws_quantize_multiplier(double m, int32_t *multiplier, int *shift);
 
 /* -- kernels (kws_ops.c); shapes were validated at load -- */
-void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *patch);
-void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int32_t *acc);
+void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *scratch);
+void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, void *scratch);
 void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weights, int8_t *out, int16_t *row);
 void kws_avg_pool(const kws_op *op, const int8_t *in, int8_t *out);
 void kws_max_pool(const kws_op *op, const int8_t *in, int8_t *out);
@@ -97,6 +98,8 @@ void kws_mean(const kws_op *op, const kws_tensor *in_t, const int8_t *in, int8_t
 void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out, int32_t rows, int32_t depth);
 
 /* Scratch each kernel needs, in bytes. */
-size_t kws_conv_patch_bytes(int32_t k_len);
+size_t kws_conv_patch_bytes(int32_t k_len);          /* one int16 vector of k_len, padded to 4 */
+size_t kws_conv_scratch_bytes(int32_t k_len);        /* CONV_2D: a pixel-pair patch + two vectors */
+size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c);
 
 #endif

@@ -331,6 +331,25 @@ static int load_bias(ctx_t *c, const kws_model *m, kws_op *op, int32_t j, int32_
     return 1;
 }
 
+/* DEPTHWISE_CONV_2D: bias[c] + in_offset * (sum of channel c's weights over
+ * all taps), so the kernel sums raw int8 inputs (kws_ops.c). Wrapping int32
+ * arithmetic, as the kernel's sums. */
+static int depthwise_correction(ctx_t *c, kws_op *op, const kws_tensor *w, int32_t in_offset) {
+    const int32_t ch = op->out_c, taps = op->k_h * op->k_w;
+    if (!op->bias) {
+        op->bias = (int32_t *)arena_alloc(c, 4 * (size_t)ch, 4);
+        if (c->failed) return 0;
+        memset(op->bias, 0, 4 * (size_t)ch);
+    }
+    const int8_t *f = (const int8_t *)w->data;
+    for (int32_t i = 0; i < ch; ++i) {
+        uint32_t sum = 0;
+        for (int32_t t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)f[(size_t)t * ch + i];
+        op->bias[i] = (int32_t)((uint32_t)op->bias[i] + sum * (uint32_t)in_offset);
+    }
+    return 1;
+}
+
 static int weights_ok(ctx_t *c, const kws_model *m, int32_t j, int k) {
     if (j < 0) FAIL(c, KWS_ERR_FORMAT, "op %d: missing weights", k);
     const kws_tensor *w = &m->tensors[j];
@@ -423,14 +442,15 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
             if (w->dims[0] != 1 || w->dims[3] != op->out_c || op->out_c % op->in_c)
                 FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: depthwise weights do not match the tensors", k);
             op->depth_mult = op->out_c / op->in_c;
-            *scratch = max_sz(*scratch, 4 * (size_t)op->out_c);
+            *scratch = max_sz(*scratch, kws_depthwise_scratch_bytes(op->k_h * op->k_w, op->in_c));
         } else {
             if (w->dims[0] != op->out_c || w->dims[3] != op->in_c)
                 FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: conv weights do not match the tensors (grouped conv?)", k);
             op->k_len = op->k_h * op->k_w * op->in_c;
-            *scratch = max_sz(*scratch, kws_conv_patch_bytes(op->k_len));
+            *scratch = max_sz(*scratch, kws_conv_scratch_bytes(op->k_len));
         }
         if (!per_channel(c, op, in, w, out, op->out_c, 0, k) || !load_bias(c, m, op, op->in[2], op->out_c, k)) return 0;
+        if (dw && !depthwise_correction(c, op, w, -in->zero_point)) return 0;
         break;
     }
     case KWS_OP_FULLY_CONNECTED: {
@@ -759,7 +779,7 @@ int kws_model_run_ops(kws_model *m, const int8_t *input, int32_t n_ops) {
             kws_conv2d(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, (int16_t *)m->scratch);
             break;
         case KWS_OP_DEPTHWISE_CONV_2D:
-            kws_depthwise(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, (int32_t *)m->scratch);
+            kws_depthwise(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, m->scratch);
             break;
         case KWS_OP_FULLY_CONNECTED:
             kws_fully_connected(op, x, (const int8_t *)m->tensors[op->in[1]].data, o, (int16_t *)m->scratch);

@@ -12,22 +12,50 @@
 #include <math.h>
 #include "kws_internal.h"
 
+#if defined(__GNUC__)
+#define KWS_INLINE inline __attribute__((always_inline))
+#else
+#define KWS_INLINE inline
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(KWS_NO_DSP)
 #include <arm_acle.h>
 #define KWS_USE_DSP 1
 #define KWS_SXTB16(x) ((uint32_t)__sxtb16((int32_t)(x)))
 #define KWS_SMLAD(a, b, acc) __smlad((int16x2_t)(a), (int16x2_t)(b), (acc))
+#define KWS_SMLABB(a, b, acc) __smlabb((int32_t)(a), (int32_t)(b), (acc))
+#define KWS_SMLATT(a, b, acc) __smlatt((int32_t)(a), (int32_t)(b), (acc))
+#define KWS_SADD16(a, b) ((uint32_t)__sadd16((int16x2_t)(a), (int16x2_t)(b)))
+/* SXTB16 with its own rotate (bytes 1 and 3), one instruction */
+static inline uint32_t KWS_SXTB16_ROR8(uint32_t x) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
 #elif defined(KWS_DSP_EMULATE)
+/* C versions of the Cortex-M4 DSP instructions, to test that path on a host. */
 #define KWS_USE_DSP 1
 static inline uint32_t KWS_SXTB16(uint32_t v) {
     uint32_t lo = (uint16_t)(int16_t)(int8_t)(v & 0xFFu);
     uint32_t hi = (uint16_t)(int16_t)(int8_t)((v >> 16) & 0xFFu);
     return lo | (hi << 16);
 }
+static inline uint32_t KWS_SXTB16_ROR8(uint32_t v) { return KWS_SXTB16((v >> 8) | (v << 24)); }
 static inline int32_t KWS_SMLAD(uint32_t a, uint32_t b, int32_t acc) {
     int32_t p = (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu)
               + (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
     return (int32_t)((uint32_t)acc + (uint32_t)p);
+}
+static inline int32_t KWS_SMLABB(uint32_t a, uint32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu)));
+}
+static inline int32_t KWS_SMLATT(uint32_t a, uint32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16)));
+}
+static inline uint32_t KWS_SADD16(uint32_t a, uint32_t b) {
+    uint32_t lo = (uint16_t)((int16_t)(a & 0xFFFFu) + (int16_t)(b & 0xFFFFu));
+    uint32_t hi = (uint16_t)((int16_t)(a >> 16) + (int16_t)(b >> 16));
+    return lo | (hi << 16);
 }
 #else
 #define KWS_USE_DSP 0
@@ -97,26 +125,71 @@ static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)v;
 }
 
-/* -- dot product of int8 weights with an int16 (input + offset) patch ------ */
+/* -- requantisation, inlined into the kernels ------------------------------- */
+
+/* MultiplyByQuantizedMultiplier for the conv / depthwise / FC multipliers,
+ * which QuantizeMultiplier keeps in [0, 2^31) (scales are validated >= 0), so
+ * SaturatingRoundingDoublingHighMul never saturates and its nudged division
+ * equals (a*b + 2^30) >> 31 for every product of either sign. The rounding
+ * right shift is gemmlowp's RoundingDivideByPOT (half away from zero). */
+/* gemmlowp's RoundingDivideByPOT for an exponent in [0, 31] (32-bit mask). */
+static KWS_INLINE int32_t rdbpot_fast(int32_t x, int32_t e) {
+    const int32_t mask = (int32_t)((1u << e) - 1u);
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+}
+
+/* SaturatingRoundingDoublingHighMul for b in [0, 2^31): the saturating case
+ * (a == b == INT32_MIN) cannot occur, and the nudged division of the 64-bit
+ * product equals (a*b + 2^30) >> 31 for products of either sign. */
+static KWS_INLINE int32_t srdhm_pos(int32_t a, int32_t b) {
+    return (int32_t)(((int64_t)a * b + (1 << 30)) >> 31);
+}
+
+static KWS_INLINE int32_t requant_ch(int32_t acc, int32_t mult, int32_t shift) {
+#ifdef KWS_SINGLE_ROUNDING
+    return kws_mbqm(acc, mult, shift);
+#else
+    /* MultiplyByQuantizedMultiplier for the conv / depthwise / FC multipliers,
+     * which QuantizeMultiplier keeps in [0, 2^31) (scales are validated >= 0,
+     * shift in [-31, 30]). */
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    return rdbpot_fast(srdhm_pos(shl_wrap(acc, left), mult), right);
+#endif
+}
+
+static KWS_INLINE int8_t requant(int32_t acc, const kws_op *op, int32_t ch) {
+    int32_t v = add_wrap(requant_ch(acc, op->mult[ch], op->shift[ch]), op->out_offset);
+    return clamp8(v, op->act_min, op->act_max);
+}
+
+/* -- int16 (input + offset) vectors and dot products with int8 weights ------- */
 
 size_t kws_conv_patch_bytes(int32_t k_len) {
     return (size_t)((k_len + 3) & ~3) * sizeof(int16_t);
 }
 
-static inline void patch_reorder(int16_t *p, int32_t n) {
+/* dst = src + off as int16. On the DSP path each group of 4 is stored
+ * x0 x2 x1 x3, the order SXTB16 unpacks 4 int8 weights into; a tail of
+ * fewer than 4 stays in natural order (the dot products agree). */
+static KWS_INLINE void widen_s8(const int8_t *src, int16_t *dst, int32_t n, int16_t off) {
 #if KWS_USE_DSP
-    for (int32_t i = 0; i + 4 <= n; i += 4) {
-        int16_t t = p[i + 1];
-        p[i + 1] = p[i + 2];
-        p[i + 2] = t;
+    const uint32_t off2 = (uint32_t)(uint16_t)off * 0x10001u;
+    for (; n >= 4; n -= 4) {
+        uint32_t v;
+        memcpy(&v, src, 4);
+        const uint32_t lo = KWS_SADD16(KWS_SXTB16(v), off2), hi = KWS_SADD16(KWS_SXTB16_ROR8(v), off2);
+        memcpy(dst, &lo, 4);
+        memcpy(dst + 2, &hi, 4);
+        src += 4;
+        dst += 4;
     }
-#else
-    (void)p;
-    (void)n;
 #endif
+    for (int32_t i = 0; i < n; ++i) dst[i] = (int16_t)(src[i] + off);
 }
 
-static inline int32_t dot_s8_s16(const int8_t *w, const int16_t *x, int32_t n) {
+static KWS_INLINE int32_t dot_s8_s16(const int8_t *w, const int16_t *x, int32_t n) {
     int32_t acc = 0;
 #if KWS_USE_DSP
     for (; n >= 4; n -= 4) {
@@ -125,7 +198,7 @@ static inline int32_t dot_s8_s16(const int8_t *w, const int16_t *x, int32_t n) {
         memcpy(&x02, x, 4);
         memcpy(&x13, x + 2, 4);
         acc = KWS_SMLAD(KWS_SXTB16(w4), x02, acc);
-        acc = KWS_SMLAD(KWS_SXTB16((w4 >> 8) | (w4 << 24)), x13, acc);
+        acc = KWS_SMLAD(KWS_SXTB16_ROR8(w4), x13, acc);
         w += 4;
         x += 4;
     }
@@ -140,44 +213,177 @@ static inline int32_t dot_s8_s16(const int8_t *w, const int16_t *x, int32_t n) {
     return acc;
 }
 
-static inline int8_t requant(int32_t acc, const kws_op *op, int32_t ch) {
-    int32_t v = add_wrap(kws_mbqm(acc, op->mult[ch], op->shift[ch]), op->out_offset);
-    return clamp8(v, op->act_min, op->act_max);
-}
-
 /* -- CONV_2D (per-channel) --------------------------------------------------- */
 
-void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *patch) {
+/* Output pixels go in pairs: the (input + offset) vectors of the two pixels
+ * p and q are interleaved into one "pair patch", so a dot-product step loads
+ * both pixels' values with one pointer. Layout: portable, p0 q0 p1 q1 ...;
+ * DSP path, per group of 4 taps p0 p2 q0 q2 p1 p3 q1 q3 (the SXTB16 order of
+ * the weights), a tail of fewer than 4 as p q pairs. */
+
+size_t kws_conv_scratch_bytes(int32_t k_len) { return 4 * kws_conv_patch_bytes(k_len); }
+
+/* widen two int8 vectors (+ offset) straight into a pair patch */
+static void widen_pair(const int8_t *s0, const int8_t *s1, int16_t *dst, int32_t n, int16_t off) {
+#if KWS_USE_DSP
+    const uint32_t off2 = (uint32_t)(uint16_t)off * 0x10001u;
+    for (; n >= 4; n -= 4) {
+        uint32_t v0, v1, w[4];
+        memcpy(&v0, s0, 4);
+        memcpy(&v1, s1, 4);
+        w[0] = KWS_SADD16(KWS_SXTB16(v0), off2);
+        w[1] = KWS_SADD16(KWS_SXTB16(v1), off2);
+        w[2] = KWS_SADD16(KWS_SXTB16_ROR8(v0), off2);
+        w[3] = KWS_SADD16(KWS_SXTB16_ROR8(v1), off2);
+        memcpy(dst, w, 16);
+        s0 += 4;
+        s1 += 4;
+        dst += 8;
+    }
+#endif
+    for (int32_t i = 0; i < n; ++i) {
+        dst[2 * i] = (int16_t)(s0[i] + off);
+        dst[2 * i + 1] = (int16_t)(s1[i] + off);
+    }
+}
+
+/* interleave two natural-order int16 vectors into a pair patch */
+static void interleave_pair(const int16_t *l0, const int16_t *l1, int16_t *dst, int32_t n) {
+#if KWS_USE_DSP
+    for (; n >= 4; n -= 4) {
+        dst[0] = l0[0]; dst[1] = l0[2]; dst[2] = l1[0]; dst[3] = l1[2];
+        dst[4] = l0[1]; dst[5] = l0[3]; dst[6] = l1[1]; dst[7] = l1[3];
+        l0 += 4;
+        l1 += 4;
+        dst += 8;
+    }
+#endif
+    for (int32_t i = 0; i < n; ++i) {
+        dst[2 * i] = l0[i];
+        dst[2 * i + 1] = l1[i];
+    }
+}
+
+/* The (input + offset) vector of output pixel (oy, ox) in natural order.
+ * Taps outside the image contribute nothing in TFLite; a zero (input +
+ * offset) value gives exactly that. */
+static void conv_patch(const kws_op *op, const int8_t *in, int32_t oy, int32_t ox, int16_t *p) {
     const int32_t in_h = op->in_h, in_w = op->in_w, in_c = op->in_c;
-    const int32_t k_len = op->k_len, out_c = op->out_c;
     const int16_t off = (int16_t)op->in_offset;
-    for (int32_t oy = 0; oy < op->out_h; ++oy) {
-        const int32_t iy0 = oy * op->stride_h - op->pad_h;
-        for (int32_t ox = 0; ox < op->out_w; ++ox) {
-            const int32_t ix0 = ox * op->stride_w - op->pad_w;
-            int16_t *p = patch;
-            /* Taps outside the image contribute nothing in TFLite; a zero
-             * (input + offset) value gives exactly that. */
-            for (int32_t ky = 0; ky < op->k_h; ++ky) {
-                const int32_t iy = iy0 + ky * op->dil_h;
-                for (int32_t kx = 0; kx < op->k_w; ++kx) {
-                    const int32_t ix = ix0 + kx * op->dil_w;
-                    if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                        memset(p, 0, (size_t)in_c * sizeof(int16_t));
-                        p += in_c;
-                    } else {
-                        const int8_t *src = in + ((size_t)iy * in_w + ix) * in_c;
-                        for (int32_t c = 0; c < in_c; ++c) *p++ = (int16_t)(src[c] + off);
-                    }
-                }
+    const int32_t iy0 = oy * op->stride_h - op->pad_h, ix0 = ox * op->stride_w - op->pad_w;
+    for (int32_t ky = 0; ky < op->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * op->dil_h;
+        for (int32_t kx = 0; kx < op->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * op->dil_w;
+            if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                memset(p, 0, (size_t)in_c * sizeof(int16_t));
+            } else {
+                const int8_t *src = in + ((size_t)iy * in_w + ix) * in_c;
+                for (int32_t c = 0; c < in_c; ++c) p[c] = (int16_t)(src[c] + off);
             }
-            patch_reorder(patch, k_len);
-            int8_t *dst = out + ((size_t)oy * op->out_w + ox) * out_c;
-            const int8_t *w = filter;
-            for (int32_t oc = 0; oc < out_c; ++oc, w += k_len) {
-                int32_t acc = dot_s8_s16(w, patch, k_len);
-                if (op->bias) acc = add_wrap(acc, op->bias[oc]);
-                dst[oc] = requant(acc, op, oc);
+            p += in_c;
+        }
+    }
+}
+
+/* Two weight rows (output channels a, b) against a pair patch (pixels p, q):
+ * 2x2 register blocking. On the DSP path each step of 4 taps loads 4 weights
+ * of each row (SXTB16 unpacks them into two int16 pairs) and both pixels'
+ * values (two LDRDs), and does 8 SMLAD: 16 MACs. */
+static KWS_INLINE void dot_2x2(const int8_t *wa, const int8_t *wb, const int16_t *x, int32_t n, int32_t ba, int32_t bb,
+                               int32_t acc[4]) {
+#if KWS_USE_DSP
+    int32_t ap = ba, aq = ba, bp = bb, bq = bb;
+#if defined(__GNUC__)
+    x = (const int16_t *)__builtin_assume_aligned(x, 8); /* pair patches start 8-aligned: LDRD */
+#endif
+    for (; n >= 4; n -= 4) {
+        uint32_t A, B, p02, q02, p13, q13;
+        memcpy(&A, wa, 4);
+        memcpy(&B, wb, 4);
+        memcpy(&p02, x, 4);
+        memcpy(&q02, x + 2, 4);
+        uint32_t a2 = KWS_SXTB16(A), b2 = KWS_SXTB16(B);
+        ap = KWS_SMLAD(a2, p02, ap);
+        aq = KWS_SMLAD(a2, q02, aq);
+        bp = KWS_SMLAD(b2, p02, bp);
+        bq = KWS_SMLAD(b2, q02, bq);
+        memcpy(&p13, x + 4, 4);
+        memcpy(&q13, x + 6, 4);
+        a2 = KWS_SXTB16_ROR8(A);
+        b2 = KWS_SXTB16_ROR8(B);
+        ap = KWS_SMLAD(a2, p13, ap);
+        aq = KWS_SMLAD(a2, q13, aq);
+        bp = KWS_SMLAD(b2, p13, bp);
+        bq = KWS_SMLAD(b2, q13, bq);
+        wa += 4;
+        wb += 4;
+        x += 8;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        ap = add_wrap(ap, wa[i] * x[2 * i]);
+        aq = add_wrap(aq, wa[i] * x[2 * i + 1]);
+        bp = add_wrap(bp, wb[i] * x[2 * i]);
+        bq = add_wrap(bq, wb[i] * x[2 * i + 1]);
+    }
+    acc[0] = ap; acc[1] = aq; acc[2] = bp; acc[3] = bq;
+#else
+    /* unsigned sums wrap like the int32 sums of TFLite (no undefined overflow) */
+    uint32_t ap = (uint32_t)ba, aq = (uint32_t)ba, bp = (uint32_t)bb, bq = (uint32_t)bb;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t p = x[2 * i], q = x[2 * i + 1], u = wa[i], v = wb[i];
+        ap += (uint32_t)(u * p);
+        aq += (uint32_t)(u * q);
+        bp += (uint32_t)(v * p);
+        bq += (uint32_t)(v * q);
+    }
+    acc[0] = (int32_t)ap; acc[1] = (int32_t)aq; acc[2] = (int32_t)bp; acc[3] = (int32_t)bq;
+#endif
+}
+
+static KWS_INLINE int8_t rq_out(int32_t acc, int32_t mult, int32_t shift, int32_t out_off, int32_t lo, int32_t hi) {
+    return clamp8(add_wrap(requant_ch(acc, mult, shift), out_off), lo, hi);
+}
+
+/* scratch: kws_conv_scratch_bytes(k_len). A last odd pixel is paired with
+ * itself and a last odd channel with itself; the duplicate results are
+ * dropped. */
+void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *scratch) {
+    const int32_t k_len = op->k_len, out_c = op->out_c, out_w = op->out_w, in_c = op->in_c;
+    const int32_t pixels = op->out_h * out_w, kp = (int32_t)(kws_conv_patch_bytes(k_len) / sizeof(int16_t));
+    const int32_t out_off = op->out_offset, lo = op->act_min, hi = op->act_max;
+    const int32_t *bias = op->bias, *mult = op->mult, *shift = op->shift;
+    const int pointwise = op->k_h == 1 && op->k_w == 1;
+    int16_t *pair = scratch, *lin0 = scratch + 2 * kp, *lin1 = lin0 + kp;
+    const int16_t off = (int16_t)op->in_offset;
+    for (int32_t px = 0; px < pixels; px += 2) {
+        const int two = px + 1 < pixels;
+        const int32_t py = px / out_w, pxx = px % out_w;
+        const int32_t qy = two ? (px + 1) / out_w : py, qx = two ? (px + 1) % out_w : pxx;
+        if (pointwise) {
+            /* 1x1: padding is 0 for both paddings, so the tap is in the image */
+            const int8_t *s0 = in + ((size_t)(py * op->stride_h) * op->in_w + (size_t)(pxx * op->stride_w)) * in_c;
+            const int8_t *s1 = in + ((size_t)(qy * op->stride_h) * op->in_w + (size_t)(qx * op->stride_w)) * in_c;
+            widen_pair(s0, s1, pair, in_c, off);
+        } else {
+            conv_patch(op, in, py, pxx, lin0);
+            if (two) conv_patch(op, in, qy, qx, lin1);
+            interleave_pair(lin0, two ? lin1 : lin0, pair, k_len);
+        }
+        int8_t *dp = out + (size_t)px * out_c, *dq = dp + out_c;
+        const int8_t *w = filter;
+        for (int32_t oc = 0; oc < out_c; oc += 2, w += 2 * (size_t)k_len) {
+            const int both = oc + 1 < out_c;
+            const int32_t ob = both ? oc + 1 : oc;
+            int32_t acc[4];
+            dot_2x2(w, both ? w + k_len : w, pair, k_len, bias ? bias[oc] : 0, bias ? bias[ob] : 0, acc);
+            const int32_t ma = mult[oc], sa = shift[oc];
+            dp[oc] = rq_out(acc[0], ma, sa, out_off, lo, hi);
+            if (two) dq[oc] = rq_out(acc[1], ma, sa, out_off, lo, hi);
+            if (both) {
+                const int32_t mb = mult[ob], sb = shift[ob];
+                dp[ob] = rq_out(acc[2], mb, sb, out_off, lo, hi);
+                if (two) dq[ob] = rq_out(acc[3], mb, sb, out_off, lo, hi);
             }
         }
     }
@@ -185,37 +391,83 @@ void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t
 
 /* -- DEPTHWISE_CONV_2D (per-channel) ----------------------------------------- */
 
-void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int32_t *acc) {
+size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c) {
+    return (size_t)taps * sizeof(const int8_t *) + (size_t)((in_c + 3) & ~3);
+}
+
+/* Depthwise, 4 output channels from c (multiplier 1): sums in registers over all taps. */
+static KWS_INLINE void dw_group4(const int8_t *const *tap, const int8_t *filter, int32_t c, int32_t out_c, int32_t taps,
+                                 const int32_t *corr, const int32_t *qm, const int32_t *qs, int32_t out_off, int32_t lo,
+                                 int32_t hi, int8_t *dst) {
+    const int8_t *f = filter + c;
+#if KWS_USE_DSP
+    int32_t a0 = corr[c], a1 = corr[c + 1], a2 = corr[c + 2], a3 = corr[c + 3];
+    for (int32_t t = 0; t < taps; ++t, f += out_c) {
+        uint32_t xv, fv;
+        memcpy(&xv, tap[t] + c, 4);
+        memcpy(&fv, f, 4);
+        const uint32_t x02 = KWS_SXTB16(xv), x13 = KWS_SXTB16_ROR8(xv);
+        const uint32_t f02 = KWS_SXTB16(fv), f13 = KWS_SXTB16_ROR8(fv);
+        a0 = KWS_SMLABB(x02, f02, a0);
+        a2 = KWS_SMLATT(x02, f02, a2);
+        a1 = KWS_SMLABB(x13, f13, a1);
+        a3 = KWS_SMLATT(x13, f13, a3);
+    }
+#else
+    uint32_t a0 = (uint32_t)corr[c], a1 = (uint32_t)corr[c + 1], a2 = (uint32_t)corr[c + 2], a3 = (uint32_t)corr[c + 3];
+    for (int32_t t = 0; t < taps; ++t, f += out_c) {
+        const int8_t *x = tap[t] + c;
+        a0 += (uint32_t)(x[0] * f[0]);
+        a1 += (uint32_t)(x[1] * f[1]);
+        a2 += (uint32_t)(x[2] * f[2]);
+        a3 += (uint32_t)(x[3] * f[3]);
+    }
+#endif
+    dst[c] = rq_out((int32_t)a0, qm[c], qs[c], out_off, lo, hi);
+    dst[c + 1] = rq_out((int32_t)a1, qm[c + 1], qs[c + 1], out_off, lo, hi);
+    dst[c + 2] = rq_out((int32_t)a2, qm[c + 2], qs[c + 2], out_off, lo, hi);
+    dst[c + 3] = rq_out((int32_t)a3, qm[c + 3], qs[c + 3], out_off, lo, hi);
+}
+
+/* op->bias holds bias[c] + in_offset * sum of channel c's weights over all
+ * taps (computed at load), so the sums here take the raw int8 input. A tap in
+ * the padding reads a row of the input zero point z = -in_offset, which adds
+ * f * z and cancels its share of the precomputed correction: exactly the
+ * "contributes nothing" of TFLite. Output channels go 4 at a time with the
+ * sums in registers over all taps. scratch: tap pointers, then the z row. */
+void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, void *scratch) {
     const int32_t in_h = op->in_h, in_w = op->in_w, in_c = op->in_c, out_c = op->out_c;
-    const int32_t mult = op->depth_mult, off = op->in_offset;
+    const int32_t k_h = op->k_h, k_w = op->k_w, taps = k_h * k_w, mult = op->depth_mult;
+    const int32_t out_off = op->out_offset, lo = op->act_min, hi = op->act_max;
+    const int32_t *corr = op->bias, *qm = op->mult, *qs = op->shift;
+    const int8_t **tap = (const int8_t **)scratch;
+    int8_t *zrow = (int8_t *)(tap + taps);
+    memset(zrow, (int8_t)-op->in_offset, (size_t)((in_c + 3) & ~3));
+    const int fast = mult == 1 && (out_c & 3) == 0;
     for (int32_t oy = 0; oy < op->out_h; ++oy) {
         const int32_t iy0 = oy * op->stride_h - op->pad_h;
         for (int32_t ox = 0; ox < op->out_w; ++ox) {
             const int32_t ix0 = ox * op->stride_w - op->pad_w;
-            for (int32_t c = 0; c < out_c; ++c) acc[c] = 0;
-            for (int32_t ky = 0; ky < op->k_h; ++ky) {
-                const int32_t iy = iy0 + ky * op->dil_h;
-                if (iy < 0 || iy >= in_h) continue;
-                for (int32_t kx = 0; kx < op->k_w; ++kx) {
-                    const int32_t ix = ix0 + kx * op->dil_w;
-                    if (ix < 0 || ix >= in_w) continue;
-                    const int8_t *x = in + ((size_t)iy * in_w + ix) * in_c;
-                    const int8_t *f = filter + ((size_t)ky * op->k_w + kx) * out_c;
-                    if (mult == 1) {
-                        for (int32_t c = 0; c < out_c; ++c) acc[c] = add_wrap(acc[c], f[c] * (x[c] + off));
-                    } else {
-                        for (int32_t ic = 0; ic < in_c; ++ic) {
-                            const int32_t xv = x[ic] + off;
-                            for (int32_t m = 0; m < mult; ++m) acc[ic * mult + m] = add_wrap(acc[ic * mult + m], f[ic * mult + m] * xv);
-                        }
-                    }
+            const int8_t **tp = tap;
+            for (int32_t ky = 0, iy = iy0; ky < k_h; ++ky, iy += op->dil_h)
+                for (int32_t kx = 0, ix = ix0; kx < k_w; ++kx, ix += op->dil_w)
+                    *tp++ = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) ? zrow : in + ((size_t)iy * in_w + ix) * in_c;
+            int8_t *dst = out + ((size_t)oy * op->out_w + ox) * out_c;
+            int32_t c = 0;
+            if (fast) {
+                /* 3x3, the common case, gets its tap loop unrolled by the compiler */
+                if (taps == 9) {
+                    for (; c < out_c; c += 4) dw_group4(tap, filter, c, out_c, 9, corr, qm, qs, out_off, lo, hi, dst);
+                } else {
+                    for (; c < out_c; c += 4) dw_group4(tap, filter, c, out_c, taps, corr, qm, qs, out_off, lo, hi, dst);
                 }
             }
-            int8_t *dst = out + ((size_t)oy * op->out_w + ox) * out_c;
-            for (int32_t c = 0; c < out_c; ++c) {
-                int32_t a = acc[c];
-                if (op->bias) a = add_wrap(a, op->bias[c]);
-                dst[c] = requant(a, op, c);
+            for (; c < out_c; ++c) {
+                const int32_t ic = c / mult;
+                uint32_t a = (uint32_t)corr[c];
+                const int8_t *f = filter + c;
+                for (int32_t t = 0; t < taps; ++t, f += out_c) a += (uint32_t)(tap[t][ic] * *f);
+                dst[c] = rq_out((int32_t)a, qm[c], qs[c], out_off, lo, hi);
             }
         }
     }
@@ -227,8 +479,7 @@ void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weigh
     const int32_t k = op->k_len, n_out = op->out_c;
     for (int32_t b = 0; b < op->batches; ++b) {
         const int8_t *x = in + (size_t)b * k;
-        for (int32_t i = 0; i < k; ++i) row[i] = (int16_t)(x[i] + op->in_offset);
-        patch_reorder(row, k);
+        widen_s8(x, row, k, (int16_t)op->in_offset);
         const int8_t *w = weights;
         for (int32_t o = 0; o < n_out; ++o, w += k) {
             int32_t acc = dot_s8_s16(w, row, k);
@@ -299,13 +550,20 @@ void kws_max_pool(const kws_op *op, const int8_t *in, int8_t *out) {
 /* -- ADD (same shapes) ------------------------------------------------------------ */
 
 void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
+    /* TFLite's int8 ADD: inputs shifted left by 20, each rescaled, summed,
+     * output rescaled. Every multiplier here comes from QuantizeMultiplier of
+     * a ratio in (0, 1) (checked at load), so it is in [0, 2^31) with a shift
+     * in [-31, 0]; |input + offset| <= 255 keeps the shifted values and the
+     * sum far inside int32. */
+    const int32_t o1 = op->in_offset, o2 = op->in2_offset, oo = op->out_offset;
+    const int32_t m1 = op->in1_mult, m2 = op->in2_mult, mo = op->out_mult;
+    const int32_t r1 = -op->in1_shift, r2 = -op->in2_shift, ro = -op->out_shift;
+    const int32_t lo = op->act_min, hi = op->act_max;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t x1 = shl_wrap(op->in_offset + a[i], 20);
-        const int32_t x2 = shl_wrap(op->in2_offset + b[i], 20);
-        const int32_t s1 = kws_rdbpot(kws_srdhm(x1, op->in1_mult), -op->in1_shift);
-        const int32_t s2 = kws_rdbpot(kws_srdhm(x2, op->in2_mult), -op->in2_shift);
-        const int32_t raw = kws_rdbpot(kws_srdhm(s1 + s2, op->out_mult), -op->out_shift) + op->out_offset;
-        out[i] = clamp8(raw, op->act_min, op->act_max);
+        const int32_t x1 = (o1 + a[i]) * (1 << 20), x2 = (o2 + b[i]) * (1 << 20);
+        const int32_t s1 = rdbpot_fast(srdhm_pos(x1, m1), r1);
+        const int32_t s2 = rdbpot_fast(srdhm_pos(x2, m2), r2);
+        out[i] = clamp8(rdbpot_fast(srdhm_pos(s1 + s2, mo), ro) + oo, lo, hi);
     }
 }
 
