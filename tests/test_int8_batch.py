@@ -166,9 +166,11 @@ def test_one_op_models_bit_identical_to_tflm(one_op_models):
         x = np.concatenate([x, np.full((1, engine.input_size), -128), np.full((1, engine.input_size), 127)])
         x = x.astype(np.int8).reshape((len(x),) + engine.input_shape[1:])
         expected = run_int8(tfl, x, kernels="tflm").reshape(len(x), -1)
-        got = engine.run(x)
-        if not np.array_equal(got, expected):
-            failures.append(f"{name}: {np.count_nonzero(got != expected)} of {got.size} differ")
+        # the channel-major kernels (default) and the NHWC kernels they fall back to
+        for layout, eng in (("channel-major", engine), ("nhwc", ib.BatchInterpreter(tfl, channel_major=False))):
+            got = eng.run(x)
+            if not np.array_equal(got, expected):
+                failures.append(f"{name} ({layout}): {np.count_nonzero(got != expected)} of {got.size} differ")
         assert len(np.unique(expected)) > 2, name
     assert not failures, failures
 
@@ -185,3 +187,74 @@ def test_bad_inputs_and_models_are_refused():
         engine.run(np.zeros((2, engine.input_size), dtype=np.float32))
     with pytest.raises(ModelError, match="do not match"):
         engine.run(np.zeros((2, engine.input_size + 1), dtype=np.int8))
+
+
+# --------------------------------------------------------------------------- #
+# Channel-major kernels
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_requantizer_is_multiply_by_quantized_multiplier(relu, dtype):
+    """Every accumulator near each channel's rounding ties and clamps, with and without a ReLU floor."""
+    rng = np.random.default_rng(5)
+    channels = 16
+    mults = rng.integers(1 << 30, INT32_MAX, channels, endpoint=True)
+    shifts = rng.integers(-14, 1, channels)
+    shifts[:2] = (0, -1)
+    bias = rng.integers(-5000, 5000, channels)
+    zp = -20
+    lo, hi = (zp, 127) if relu else (-128, 127)
+    bound = 40 * 255 * 128
+    r = ib.ChannelRequantizer(bias, mults, shifts, zp, lo, hi, bound)
+    assert r.ok and r.need_adj == (not relu)
+    # accumulators: random, plus a band around every value where the output steps (ties included)
+    acc = [rng.integers(-bound, bound, 3000)]
+    for c in range(channels):
+        scale = mults[c] / 2.0 ** (31 - shifts[c])
+        steps = (np.arange(lo - zp - 1, hi - zp + 2) - 0.5) / scale - bias[c]
+        acc.append(np.round(steps)[:, None] + np.arange(-2, 3)[None, :])
+    acc = np.clip(np.concatenate([a.reshape(-1) for a in acc]), -bound, bound).astype(np.int64)
+    acc = np.broadcast_to(acc, (channels, len(acc)))
+    out = np.empty(acc.shape, dtype=np.uint8)
+    r(acc.astype(dtype), out)
+    for c in range(channels):
+        expected = [min(max(int8ops.mbqm(int(v) + int(bias[c]), int(mults[c]), int(shifts[c])) + zp, lo), hi) + 128
+                    for v in acc[c]]
+        np.testing.assert_array_equal(out[c], expected, err_msg=f"channel {c}")
+
+
+def test_channel_requantizer_refuses_what_float64_cannot_do_exactly():
+    assert not ib.ChannelRequantizer([0], [1 << 30], [1], 0, -128, 127, 1000).ok  # left shift
+    assert not ib.ChannelRequantizer([0], [1 << 30], [-3], 0, -128, 127, 1 << 40).ok  # too large a sum
+
+
+def test_layout_conversions_round_trip():
+    x = np.random.default_rng(6).integers(-128, 128, (5, 7 * 3)).astype(np.int8)
+    cm = ib.to_channel_major(x, 7, 3)
+    assert cm.shape == (3, 5, 7) and cm.dtype == np.uint8
+    assert cm[2, 4, 6] == int(x[4, 6 * 3 + 2]) + 128
+    np.testing.assert_array_equal(ib.to_nhwc(cm), x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tds_resnet", "ds_cnn_s"])
+def test_chunking_and_batch_sizes_do_not_change_outputs(name):
+    """Chunk boundaries, a batch of one and odd batch sizes: every row equals the row run alone,
+    and both layouts agree (the zoo test above checks them against TFLite Micro)."""
+    pytest.importorskip("keras")
+    from zoo_trained import realistic_inputs, trained_like_int8
+
+    tfl = trained_like_int8(name)
+    ref = ib.BatchInterpreter(tfl, chunk=1000)
+    x = realistic_inputs(ref.input_scale, ref.input_zero_point)[:67]
+    expected = ref.run(x)
+    np.testing.assert_array_equal(ib.BatchInterpreter(tfl, chunk=1000, channel_major=False).run(x), expected)
+    for chunk in (1, 7, 16, 64):
+        engine = ib.BatchInterpreter(tfl, chunk=chunk)
+        np.testing.assert_array_equal(engine.run(x), expected, err_msg=f"chunk {chunk}")
+    one = ib.BatchInterpreter(tfl)
+    for i in (0, 33, 66):
+        np.testing.assert_array_equal(one.run(x[i:i + 1]), expected[i:i + 1])
+    assert any(cm is not None for cm in ref.cm_steps)  # the channel-major path is the one tested

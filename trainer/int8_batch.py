@@ -26,6 +26,16 @@ Exactness:
   leave int32.
 * SOFTMAX is the gemmlowp fixed-point path (exp on negative values, the
   Newton-Raphson reciprocal) on int64 arrays, one row per input.
+
+Layout: convolutions, ADD and spatial MEAN run channel-major (``(C, N,
+positions)`` uint8 holding int8 + 128): a depthwise convolution is one batched
+matrix product with a band matrix per channel, a convolution one matrix
+product, and the requantisation's per-channel constants broadcast over long
+rows (:class:`ChannelRequantizer`, the exact float64 floor of
+:class:`FloatRequantizer`). About 2-3x faster than NHWC for the zoo models;
+layers it cannot take exactly (a left shift, sums beyond float64, images too
+large for a band matrix) run the NHWC kernels, which are kept and tested too
+(``channel_major=False``).
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from .device.kwsrt import int8ops, tflite
 from .device.kwsrt.runners import SUPPORTED_OPS
 from .errors import ModelError
 
-DEFAULT_CHUNK = 512
+DEFAULT_CHUNK = 128
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
@@ -450,6 +460,204 @@ class _Reshape:
 
 
 # --------------------------------------------------------------------------- #
+# Channel-major kernels: activations (C, N, positions) held as uint8 = int8 + 128
+# --------------------------------------------------------------------------- #
+#
+# In NHWC every per-channel constant broadcasts over a 40-to-64-element inner
+# loop and a depthwise tap is one short multiply-add per channel, so numpy runs
+# at a few ns per value. Channel-major, a depthwise convolution is one batched
+# matrix product per channel with a band matrix (positions_in x positions_out,
+# the taps on its diagonals: padding, stride and dilation are in the matrix), a
+# convolution is one matrix product, and every per-channel constant broadcasts
+# over a row of N * positions values. Activations are kept as uint8 (int8 + 128)
+# so the requantisation floors by truncating non-negative values and ADD's
+# table is indexed directly.
+
+MAX_BAND_POSITIONS = 256  # larger images: the band matrix wastes too much, NHWC kernel instead
+
+
+def to_nhwc(x):
+    """(C, N, P) uint8 channel-major -> (N, P * C) int8."""
+    c, n, p = x.shape
+    out = np.empty((n, p, c), dtype=np.uint8)
+    np.copyto(out, x.transpose(1, 2, 0))
+    out ^= np.uint8(0x80)
+    return out.view(np.int8).reshape(n, p * c)
+
+
+def to_channel_major(x, positions, channels):
+    """(N, P * C) int8 -> (C, N, P) uint8."""
+    n = len(x)
+    out = np.empty((channels, n, positions), dtype=np.uint8)
+    np.copyto(out, x.view(np.uint8).reshape(n, positions, channels).transpose(2, 0, 1))
+    out ^= np.uint8(0x80)
+    return out
+
+
+class ChannelRequantizer:
+    """MultiplyByQuantizedMultiplier(acc + bias) + zp, clamped, for exact integer ``acc`` held in floats,
+    channel-major, written as uint8 (int8 + 128).
+
+    The float64 form of :class:`FloatRequantizer` (exact: every value is a
+    multiple of ``2**-S`` with a numerator below 2**53) with the +128 offset in
+    ``b``, so ``floor`` and the cast are one truncation of a value clipped to
+    ``[lo + 128, hi + 128]`` (non-negative, so truncation is floor). The
+    negative-branch adjustment is skipped when ``lo >= zp``: it only lowers
+    results that are already at most ``zp`` (``P < 0`` gives a non-positive
+    rounded shift with or without it), which the clamp lifts to ``lo``.
+    """
+
+    def __init__(self, bias, multipliers, shifts, out_zp, lo, hi, acc_bound):
+        self.ok = False
+        shifts = [int(v) for v in shifts]
+        mults = [int(m) for m in multipliers]
+        bias = [int(c) for c in np.broadcast_to(bias, (len(mults),))]
+        if any(v > 0 for v in shifts) or any(m <= 0 for m in mults):
+            return
+        a, b, t, adj = [], [], [], []
+        for c, m, sh in zip(bias, mults, shifts):
+            r = -sh
+            big_s = 31 + r
+            h = (1 << (r - 1)) << 31 if r > 0 else 0
+            numerator = abs(c * m) + (1 << 30) + h + (abs(out_zp) + 128) * (1 << big_s)
+            if acc_bound * m + numerator >= FLOAT64_EXACT or acc_bound + abs(c) > INT32_MAX:
+                return
+            a.append(m / 2.0 ** big_s)
+            b.append((c * m + (1 << 30) + h + (out_zp + 128) * (1 << big_s)) / 2.0 ** big_s)
+            t.append(-(((1 << 30) + c * m) // m))
+            adj.append(2.0 ** -r if r > 0 else 0.0)
+        self.a = np.array(a)[:, None]
+        self.b = np.array(b)[:, None]
+        self.t = np.array(t, dtype=np.float64)[:, None]
+        self.adj = np.array(adj)[:, None]
+        self.need_adj = int(lo) < int(out_zp) and any(adj)
+        self.lo, self.hi = float(lo + 128), float(hi + 128)
+        self.ok = True
+
+    def __call__(self, acc, out):
+        """``acc``: (C, M) exact integers (float32 or float64); ``out``: (C, M) uint8, filled."""
+        v = np.multiply(acc, self.a, dtype=np.float64)
+        v += self.b
+        if self.need_adj:  # v -= adj where acc < t: a masked ufunc is 3x slower than this
+            below = np.less(acc, self.t)
+            v -= np.multiply(below, self.adj)
+        np.clip(v, self.lo, self.hi, out=v)
+        np.copyto(out, v, casting="unsafe")
+        return out
+
+
+def _tap_positions(k):
+    """(taps, positions_out) input position of each tap for each output position; -1 in the padding."""
+    oy, ox = np.meshgrid(np.arange(k.oh), np.arange(k.ow), indexing="ij")
+    idx = []
+    for ky in range(k.kh):
+        for kx in range(k.kw):
+            iy = oy * k.sh + ky * k.dh - k.top
+            ix = ox * k.sw + kx * k.dw - k.left
+            inside = (iy >= 0) & (iy < k.h) & (ix >= 0) & (ix < k.w)
+            idx.append(np.where(inside, iy * k.w + ix, -1).reshape(-1))
+    return np.array(idx, dtype=np.intp)
+
+
+class _ConvCM:
+    """CONV_2D / DEPTHWISE_CONV_2D channel-major: TFLite's sum of (x - in_zp) * w + bias.
+
+    The input is centred (``x - in_zp``) so the padding contributes zero and
+    is simply left out of the matrices. Every product is at most 255 * 128 in
+    magnitude, so sums of fewer than 2**24 / 32640 products are exact in
+    float32 (else float64), in any order.
+    """
+
+    def __init__(self, nhwc: _Conv):
+        self.nhwc = nhwc
+        k = nhwc.k
+        self.k = k
+        self.depthwise = nhwc.depthwise
+        self.p_in, self.p_out = k.h * k.w, k.oh * k.ow
+        taps = k.kh * k.kw
+        products = taps if self.depthwise else taps * k.cin
+        bound = products * 255 * 128
+        self.dtype = np.float32 if bound < FLOAT32_EXACT else np.float64
+        idx = _tap_positions(k)
+        w = [np.asarray(t, dtype=np.float64) for t in k.taps]  # exact small integers
+        if self.depthwise:
+            sums = sum(w)
+        else:
+            sums = sum(t.sum(axis=0) for t in w)
+        # int8ops folds the padding into the correction: bias - in_zp * sum(w); take it back out
+        bias = [int(c) + k.in_zp * int(s) for c, s in zip(k.requant.correction, sums)]
+        r = k.requant
+        self.requant = ChannelRequantizer(bias, r.mults, r.shifts, r.out_zp, r.lo, r.hi, bound)
+        self.ok = self.requant.ok and bound < FLOAT64_EXACT
+        self.pointwise = False
+        if self.depthwise:
+            if self.p_in > MAX_BAND_POSITIONS:
+                self.ok = False
+                return
+            band = np.zeros((k.cout, self.p_in, self.p_out), dtype=np.float64)
+            cols = np.arange(self.p_out)
+            for t in range(taps):
+                valid = idx[t] >= 0
+                band[:, idx[t][valid], cols[valid]] += w[t][:, None]
+            self.band = band.astype(self.dtype)
+        else:
+            self.pointwise = taps == 1 and self.p_in == self.p_out and np.array_equal(idx[0], np.arange(self.p_in))
+            self.weights = np.concatenate([t.T for t in w], axis=1).astype(self.dtype)  # (cout, taps * cin)
+            self.idx = np.where(idx < 0, self.p_in, idx)  # the padding reads an extra zero column
+            self.taps = taps
+
+    def run(self, x):
+        """``x``: (cin, N, p_in) uint8 -> (cout, N, p_out) uint8."""
+        k = self.k
+        n = x.shape[1]
+        zp = k.in_zp + 128
+        if self.depthwise:
+            src = x[k.expand] if k.mult > 1 else x
+            xf = np.subtract(src, zp, dtype=self.dtype)
+            acc = np.matmul(xf, self.band)  # (cout, N, p_out)
+        elif self.pointwise:
+            xf = np.subtract(x, zp, dtype=self.dtype)
+            acc = self.weights @ xf.reshape(k.cin, n * self.p_in)
+        else:
+            xf = np.zeros((k.cin, n, self.p_in + 1), dtype=self.dtype)
+            np.subtract(x, zp, out=xf[:, :, :self.p_in], dtype=self.dtype)
+            cols = np.empty((self.taps, k.cin, n, self.p_out), dtype=self.dtype)
+            for t in range(self.taps):
+                np.take(xf, self.idx[t], axis=2, out=cols[t])
+            acc = self.weights @ cols.reshape(self.taps * k.cin, n * self.p_out)
+        out = np.empty((k.cout, n, self.p_out), dtype=np.uint8)
+        self.requant(acc.reshape(k.cout, n * self.p_out), out.reshape(k.cout, n * self.p_out))
+        return out
+
+
+class _AddCM:
+    """ADD of two channel-major uint8 tensors: the same exact table, indexed by (a + 128) * 256 + b + 128."""
+
+    def __init__(self, nhwc: _Add):
+        self.table = nhwc.table.view(np.uint8) ^ np.uint8(0x80)
+
+    def run(self, a, b):
+        index = np.left_shift(a, 8, dtype=np.uint16)
+        index |= b
+        return np.take(self.table, index)
+
+
+class _MeanCM:
+    """MEAN over the spatial axes of a 4-D tensor, channel-major in, (N, C) int8 out."""
+
+    def __init__(self, nhwc: _Mean):
+        self.nhwc = nhwc
+        k = nhwc.k
+        self.ok = len(k.shape) == 4 and sorted(k.axes) == [1, 2]
+
+    def run(self, x):
+        k = self.nhwc.k
+        s = x.sum(axis=2, dtype=np.int64).T  # (N, C), exact
+        s = s - k.count * (k.in_zp + 128)
+        return self.nhwc.requant(np.ascontiguousarray(s))
+
+
+# --------------------------------------------------------------------------- #
 # The engine
 # --------------------------------------------------------------------------- #
 
@@ -461,7 +669,7 @@ class BatchInterpreter:
     temporaries (im2col, int64 accumulators) to a few tens of MB.
     """
 
-    def __init__(self, model_bytes: bytes, chunk: int = DEFAULT_CHUNK):
+    def __init__(self, model_bytes: bytes, chunk: int = DEFAULT_CHUNK, channel_major: bool = True):
         try:
             model = tflite.parse(bytes(model_bytes))
         except ValueError as exc:
@@ -491,6 +699,8 @@ class BatchInterpreter:
         self.input_size, self.output_size = tin.numel(), tout.numel()
         self.input_scale, self.input_zero_point = tin.scale(), tin.zero_point()
         self.output_scale, self.output_zero_point = tout.scale(), tout.zero_point()
+        # channel-major kernels where they apply (the NHWC kernel stays the fallback)
+        self.cm_steps = [self._cm_kernel(kernel, op) if channel_major else None for kernel, op in self.steps]
         # the last op that reads each tensor, so activations are dropped as soon as possible
         self._last_use = {}
         for step, op in enumerate(model.operators):
@@ -513,6 +723,18 @@ class BatchInterpreter:
         if name == "SOFTMAX":
             return _Softmax(op, tensors)
         return _Reshape(op, tensors)
+
+    @staticmethod
+    def _cm_kernel(kernel, op):
+        if isinstance(kernel, _Conv):
+            cm = _ConvCM(kernel)
+            return cm if cm.ok else None
+        if isinstance(kernel, _Add):
+            return _AddCM(kernel)
+        if isinstance(kernel, _Mean):
+            cm = _MeanCM(kernel)
+            return cm if cm.ok else None
+        return None
 
     def run(self, inputs, trace: bool = False):
         """int8 outputs ``(N, output_size)`` for int8 inputs ``(N, ...)`` of ``input_size`` values each.
@@ -538,20 +760,36 @@ class BatchInterpreter:
         return out
 
     def _run_chunk(self, x, trace):
+        """Activations are (N, numel) int8 NHWC or (C, N, positions) uint8 channel-major (ndim 3)."""
+
+        def nhwc(v):
+            return to_nhwc(v) if v.ndim == 3 else v
+
         live = {self.input_index: x}
         seen = {}
         for step, (kernel, op) in enumerate(self.steps):
+            cm = self.cm_steps[step]
+            a = live[op.inputs[0]]
             if op.name == "ADD":
-                y = kernel.run(live[op.inputs[0]], live[op.inputs[1]])
+                b = live[op.inputs[1]]
+                if cm is not None and a.ndim == 3 and b.ndim == 3 and a.shape == b.shape:
+                    y = cm.run(a, b)
+                else:
+                    y = kernel.run(nhwc(a), nhwc(b))
+            elif isinstance(cm, _ConvCM):
+                k = cm.k
+                y = cm.run(a if a.ndim == 3 else to_channel_major(a, k.h * k.w, k.cin))
+            elif isinstance(cm, _MeanCM) and a.ndim == 3:
+                y = cm.run(a)
             else:
-                y = kernel.run(live[op.inputs[0]])
+                y = kernel.run(nhwc(a))
             live[op.outputs[0]] = y
             if trace:
-                seen[op.outputs[0]] = y
+                seen[op.outputs[0]] = nhwc(y)
             for j in op.inputs:
                 if self._last_use.get(j) == step and j != self.output_index:
                     live.pop(j, None)
-        return live[self.output_index], seen
+        return nhwc(live[self.output_index]), seen
 
 
 @functools.lru_cache(maxsize=4)
