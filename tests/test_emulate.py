@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -59,14 +60,22 @@ def test_board_heap_size_is_applied(tmp_path):
 
 @needs_micropython
 def test_emulate_command_prints_the_port(tmp_path):
+    # Ctrl-C must reach the command even when this test runs as a background job (a shell
+    # starts those with SIGINT ignored, and Python keeps an inherited SIG_IGN).
     proc = subprocess.Popen([sys.executable, "-c", "from kws_kit.cli import run; run()", "board", "emulate", "--dir", str(tmp_path / "vb")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/")
         done = _mpremote(port, "exec", "print(1 + 1)")
         assert done.stdout.strip() == "2"
     finally:
-        proc.send_signal(2)
-        proc.wait(timeout=10)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
     assert proc.returncode == 0
