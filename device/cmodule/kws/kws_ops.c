@@ -132,18 +132,28 @@ static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
  * SaturatingRoundingDoublingHighMul never saturates and its nudged division
  * equals (a*b + 2^30) >> 31 for every product of either sign. The rounding
  * right shift is gemmlowp's RoundingDivideByPOT (half away from zero). */
-/* gemmlowp's RoundingDivideByPOT for an exponent in [0, 31] (32-bit mask). */
-static KWS_INLINE int32_t rdbpot_fast(int32_t x, int32_t e) {
-    const int32_t mask = (int32_t)((1u << e) - 1u);
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
-}
-
 /* SaturatingRoundingDoublingHighMul for b in [0, 2^31): the saturating case
  * (a == b == INT32_MIN) cannot occur, and the nudged division of the 64-bit
  * product equals (a*b + 2^30) >> 31 for products of either sign. */
 static KWS_INLINE int32_t srdhm_pos(int32_t a, int32_t b) {
     return (int32_t)(((int64_t)a * b + (1 << 30)) >> 31);
+}
+
+/* RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, m), r) for
+ * m in [0, 2^31) and r in [0, 31]. For r >= 1 both roundings happen in one
+ * 64-bit sum: with P = x * m, SRDHM gives h = floor((P + 2^30) / 2^31) and
+ * RoundingDivideByPOT rounds h / 2^r half away from zero, which equals
+ * floor((P + 2^30 + 2^(30+r) - 2^31 [x < 0]) / 2^(31+r)) (for h >= 0 rounding
+ * up needs bit r-1 of h, for h < 0 bit r-1 and a lower one; x < 0 with h = 0
+ * gives 0 either way). 31 + r >= 32, so only the high word is shifted.
+ * Checked against the two-step form on 3e8 random (x, m, r) including the
+ * int32 extremes (and by the bit-exactness tests). */
+static KWS_INLINE int32_t mul_round_right(int32_t x, int32_t m, int32_t r) {
+    if (r <= 0) return srdhm_pos(x, m);
+    const int32_t rm1 = r - 1;
+    const int64_t preset = ((int64_t)((uint32_t)1 << rm1) << 31) + (1 << 30) - (x < 0 ? ((int64_t)1 << 31) : 0);
+    const int64_t t = preset + (int64_t)x * m;
+    return (int32_t)(t >> 32) >> rm1;
 }
 
 static KWS_INLINE int32_t requant_ch(int32_t acc, int32_t mult, int32_t shift) {
@@ -153,9 +163,8 @@ static KWS_INLINE int32_t requant_ch(int32_t acc, int32_t mult, int32_t shift) {
     /* MultiplyByQuantizedMultiplier for the conv / depthwise / FC multipliers,
      * which QuantizeMultiplier keeps in [0, 2^31) (scales are validated >= 0,
      * shift in [-31, 30]). */
-    const int left = shift > 0 ? shift : 0;
-    const int right = shift > 0 ? 0 : -shift;
-    return rdbpot_fast(srdhm_pos(shl_wrap(acc, left), mult), right);
+    if (shift < 0) return mul_round_right(acc, mult, -shift);
+    return srdhm_pos(shl_wrap(acc, shift), mult);
 #endif
 }
 
@@ -561,9 +570,8 @@ void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out, in
     const int32_t lo = op->act_min, hi = op->act_max;
     for (int32_t i = 0; i < n; ++i) {
         const int32_t x1 = (o1 + a[i]) * (1 << 20), x2 = (o2 + b[i]) * (1 << 20);
-        const int32_t s1 = rdbpot_fast(srdhm_pos(x1, m1), r1);
-        const int32_t s2 = rdbpot_fast(srdhm_pos(x2, m2), r2);
-        out[i] = clamp8(rdbpot_fast(srdhm_pos(s1 + s2, mo), ro) + oo, lo, hi);
+        const int32_t s1 = mul_round_right(x1, m1, r1), s2 = mul_round_right(x2, m2, r2);
+        out[i] = clamp8(mul_round_right(s1 + s2, mo, ro) + oo, lo, hi);
     }
 }
 
