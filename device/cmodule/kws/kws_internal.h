@@ -99,7 +99,7 @@ void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out, int32_t rows, 
 
 /* Scratch each kernel needs, in bytes. */
 size_t kws_conv_patch_bytes(int32_t k_len);          /* one int16 vector of k_len, padded to 4 */
-size_t kws_conv_scratch_bytes(int32_t k_len);        /* CONV_2D: a pixel-pair patch + two vectors */
+size_t kws_conv_scratch_bytes(int32_t k_len);        /* CONV_2D: the pixel-pair patch */
 size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c);
 
 #endif

@@ -230,7 +230,7 @@ static KWS_INLINE int32_t dot_s8_s16(const int8_t *w, const int16_t *x, int32_t 
  * DSP path, per group of 4 taps p0 p2 q0 q2 p1 p3 q1 q3 (the SXTB16 order of
  * the weights), a tail of fewer than 4 as p q pairs. */
 
-size_t kws_conv_scratch_bytes(int32_t k_len) { return 4 * kws_conv_patch_bytes(k_len); }
+size_t kws_conv_scratch_bytes(int32_t k_len) { return 2 * kws_conv_patch_bytes(k_len); }
 
 /* widen two int8 vectors (+ offset) straight into a pair patch */
 static void widen_pair(const int8_t *s0, const int8_t *s1, int16_t *dst, int32_t n, int16_t off) {
@@ -256,41 +256,34 @@ static void widen_pair(const int8_t *s0, const int8_t *s1, int16_t *dst, int32_t
     }
 }
 
-/* interleave two natural-order int16 vectors into a pair patch */
-static void interleave_pair(const int16_t *l0, const int16_t *l1, int16_t *dst, int32_t n) {
+/* Slot of tap i of pixel `which` (0 = p, 1 = q) in a pair patch of n taps. */
+static inline int32_t pair_slot(int32_t i, int32_t n, int32_t which) {
 #if KWS_USE_DSP
-    for (; n >= 4; n -= 4) {
-        dst[0] = l0[0]; dst[1] = l0[2]; dst[2] = l1[0]; dst[3] = l1[2];
-        dst[4] = l0[1]; dst[5] = l0[3]; dst[6] = l1[1]; dst[7] = l1[3];
-        l0 += 4;
-        l1 += 4;
-        dst += 8;
-    }
+    if (i < (n & ~3)) return 8 * (i >> 2) + ((i & 1) << 2) + ((i & 3) >> 1) + 2 * which;
+#else
+    (void)n;
 #endif
-    for (int32_t i = 0; i < n; ++i) {
-        dst[2 * i] = l0[i];
-        dst[2 * i + 1] = l1[i];
-    }
+    return 2 * i + which;
 }
 
-/* The (input + offset) vector of output pixel (oy, ox) in natural order.
- * Taps outside the image contribute nothing in TFLite; a zero (input +
- * offset) value gives exactly that. */
-static void conv_patch(const kws_op *op, const int8_t *in, int32_t oy, int32_t ox, int16_t *p) {
-    const int32_t in_h = op->in_h, in_w = op->in_w, in_c = op->in_c;
+/* The (input + offset) values of output pixel (oy, ox), written into its
+ * half of the pair patch. Taps outside the image contribute nothing in
+ * TFLite; a zero (input + offset) value gives exactly that. */
+static void conv_patch(const kws_op *op, const int8_t *in, int32_t oy, int32_t ox, int16_t *pair, int32_t which) {
+    const int32_t in_h = op->in_h, in_w = op->in_w, in_c = op->in_c, n = op->k_len;
     const int16_t off = (int16_t)op->in_offset;
     const int32_t iy0 = oy * op->stride_h - op->pad_h, ix0 = ox * op->stride_w - op->pad_w;
+    int32_t i = 0;
     for (int32_t ky = 0; ky < op->k_h; ++ky) {
         const int32_t iy = iy0 + ky * op->dil_h;
         for (int32_t kx = 0; kx < op->k_w; ++kx) {
             const int32_t ix = ix0 + kx * op->dil_w;
             if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                memset(p, 0, (size_t)in_c * sizeof(int16_t));
+                for (int32_t c = 0; c < in_c; ++c, ++i) pair[pair_slot(i, n, which)] = 0;
             } else {
                 const int8_t *src = in + ((size_t)iy * in_w + ix) * in_c;
-                for (int32_t c = 0; c < in_c; ++c) p[c] = (int16_t)(src[c] + off);
+                for (int32_t c = 0; c < in_c; ++c, ++i) pair[pair_slot(i, n, which)] = (int16_t)(src[c] + off);
             }
-            p += in_c;
         }
     }
 }
@@ -354,16 +347,16 @@ static KWS_INLINE int8_t rq_out(int32_t acc, int32_t mult, int32_t shift, int32_
     return clamp8(add_wrap(requant_ch(acc, mult, shift), out_off), lo, hi);
 }
 
-/* scratch: kws_conv_scratch_bytes(k_len). A last odd pixel is paired with
+/* scratch: kws_conv_scratch_bytes(k_len), the pair patch. A last odd pixel is paired with
  * itself and a last odd channel with itself; the duplicate results are
  * dropped. */
 void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *scratch) {
     const int32_t k_len = op->k_len, out_c = op->out_c, out_w = op->out_w, in_c = op->in_c;
-    const int32_t pixels = op->out_h * out_w, kp = (int32_t)(kws_conv_patch_bytes(k_len) / sizeof(int16_t));
+    const int32_t pixels = op->out_h * out_w;
     const int32_t out_off = op->out_offset, lo = op->act_min, hi = op->act_max;
     const int32_t *bias = op->bias, *mult = op->mult, *shift = op->shift;
     const int pointwise = op->k_h == 1 && op->k_w == 1;
-    int16_t *pair = scratch, *lin0 = scratch + 2 * kp, *lin1 = lin0 + kp;
+    int16_t *pair = scratch;
     const int16_t off = (int16_t)op->in_offset;
     for (int32_t px = 0; px < pixels; px += 2) {
         const int two = px + 1 < pixels;
@@ -375,9 +368,8 @@ void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t
             const int8_t *s1 = in + ((size_t)(qy * op->stride_h) * op->in_w + (size_t)(qx * op->stride_w)) * in_c;
             widen_pair(s0, s1, pair, in_c, off);
         } else {
-            conv_patch(op, in, py, pxx, lin0);
-            if (two) conv_patch(op, in, qy, qx, lin1);
-            interleave_pair(lin0, two ? lin1 : lin0, pair, k_len);
+            conv_patch(op, in, py, pxx, pair, 0);
+            conv_patch(op, in, qy, qx, pair, 1);
         }
         int8_t *dp = out + (size_t)px * out_c, *dq = dp + out_c;
         const int8_t *w = filter;
