@@ -473,6 +473,9 @@ class _Reshape:
 # so the requantisation floors by truncating non-negative values and ADD's
 # table is indexed directly.
 
+TAIL_NUMEL = 256  # a graph tail whose input has at most this many values per row ...
+TAIL_CHUNK = 8192  # ... runs on this many rows at once
+REQUANT_BLOCK = 1 << 15  # float64 values per requantisation block (256 KB)
 MAX_BAND_POSITIONS = 256  # larger images: the band matrix wastes too much, NHWC kernel instead
 
 
@@ -531,18 +534,34 @@ class ChannelRequantizer:
         self.t = np.array(t, dtype=np.float64)[:, None]
         self.adj = np.array(adj)[:, None]
         self.need_adj = int(lo) < int(out_zp) and any(adj)
+        self.negative_below = out_zp + 128 + 0.5
         self.lo, self.hi = float(lo + 128), float(hi + 128)
         self.ok = True
 
     def __call__(self, acc, out):
-        """``acc``: (C, M) exact integers (float32 or float64); ``out``: (C, M) uint8, filled."""
-        v = np.multiply(acc, self.a, dtype=np.float64)
-        v += self.b
-        if self.need_adj:  # v -= adj where acc < t: a masked ufunc is 3x slower than this
-            below = np.less(acc, self.t)
-            v -= np.multiply(below, self.adj)
-        np.clip(v, self.lo, self.hi, out=v)
-        np.copyto(out, v, casting="unsafe")
+        """``acc``: (C, M) exact integers (float32 or float64); ``out``: (C, M) uint8, filled.
+
+        A few channels at a time, so the float64 temporaries stay in the L2 cache.
+        """
+        channels, m = acc.shape
+        rows = max(1, REQUANT_BLOCK // max(1, m))
+        v = np.empty((min(rows, channels), m))
+        if self.need_adj:
+            below = np.empty(v.shape, dtype=bool)
+            lowered = np.empty(v.shape)
+        for r0 in range(0, channels, rows):
+            r1 = min(channels, r0 + rows)
+            vv = v[:r1 - r0]
+            np.multiply(acc[r0:r1], self.a[r0:r1], out=vv)
+            vv += self.b[r0:r1]
+            if self.need_adj:
+                # P < 0 exactly when v < zp + 128 + 1/2 (v = (P + H) / 2**S + zp + 128, H / 2**S = 1/2)
+                bb, ll = below[:r1 - r0], lowered[:r1 - r0]
+                np.less(vv, self.negative_below, out=bb)
+                np.subtract(vv, self.adj[r0:r1], out=ll)
+                np.copyto(vv, ll, where=bb)
+            np.clip(vv, self.lo, self.hi, out=vv)
+            np.copyto(out[r0:r1], vv, casting="unsafe")
         return out
 
 
@@ -605,6 +624,17 @@ class _ConvCM:
             self.weights = np.concatenate([t.T for t in w], axis=1).astype(self.dtype)  # (cout, taps * cin)
             self.idx = np.where(idx < 0, self.p_in, idx)  # the padding reads an extra zero column
             self.taps = taps
+            # taps that are plain shifts along the positions (stride 1 over one spatial axis, e.g.
+            # temporal k x 1 kernels) read slices of a zero-padded copy instead of gathering
+            pos = np.arange(self.p_out)
+            offsets = [int(idx[t][valid][0] - pos[valid][0]) if (valid := idx[t] >= 0).any() else None
+                       for t in range(taps)]
+            self.shifts = None
+            if self.p_in == self.p_out and all(o is not None for o in offsets):
+                shifted = [np.where((pos + o >= 0) & (pos + o < self.p_in), pos + o, -1) for o in offsets]
+                if all(np.array_equal(sh, idx[t]) for t, sh in enumerate(shifted)):
+                    self.shifts = offsets
+                    self.pad = max(0, -min(offsets), max(offsets))
 
     def run(self, x):
         """``x``: (cin, N, p_in) uint8 -> (cout, N, p_out) uint8."""
@@ -618,6 +648,14 @@ class _ConvCM:
         elif self.pointwise:
             xf = np.subtract(x, zp, dtype=self.dtype)
             acc = self.weights @ xf.reshape(k.cin, n * self.p_in)
+        elif self.shifts is not None:
+            pad = self.pad
+            xf = np.zeros((k.cin, n, self.p_in + 2 * pad), dtype=self.dtype)
+            np.subtract(x, zp, out=xf[:, :, pad:pad + self.p_in], dtype=self.dtype)
+            cols = np.empty((self.taps, k.cin, n, self.p_out), dtype=self.dtype)
+            for t, off in enumerate(self.shifts):
+                np.copyto(cols[t], xf[:, :, pad + off:pad + off + self.p_out])
+            acc = self.weights @ cols.reshape(self.taps * k.cin, n * self.p_out)
         else:
             xf = np.zeros((k.cin, n, self.p_in + 1), dtype=self.dtype)
             np.subtract(x, zp, out=xf[:, :, :self.p_in], dtype=self.dtype)
@@ -706,6 +744,20 @@ class BatchInterpreter:
         for step, op in enumerate(model.operators):
             for j in op.inputs:
                 self._last_use[j] = step
+        # The graph's tail after its last large activation (MEAN -> FULLY_CONNECTED -> SOFTMAX)
+        # costs mostly numpy call overhead per chunk: it runs on up to TAIL_CHUNK rows at once.
+        ops = model.operators
+        self.split, self.split_tensor = len(ops), self.output_index
+        produced = {self.input_index}
+        for s in range(1, len(ops)):
+            produced.update(ops[s - 1].outputs)
+            later = {j for op in ops[s:] for j in op.inputs}
+            crossing = produced & later
+            if len(crossing) == 1 and self.output_index not in produced:
+                j = next(iter(crossing))
+                if tensors[j].numel() <= TAIL_NUMEL:
+                    self.split, self.split_tensor = s, j
+                    break
 
     @staticmethod
     def _kernel(op, tensors):
@@ -748,26 +800,35 @@ class BatchInterpreter:
         if n == 0 or x[0].size != self.input_size:
             raise ModelError(f"inputs of shape {x.shape} do not match the model input {self.input_shape}")
         x = x.reshape(n, self.input_size)
-        out = np.empty((n, self.output_size), dtype=np.int8)
         traces: dict[int, list] = {}
-        for start in range(0, n, self.chunk):
-            part, seen = self._run_chunk(x[start:start + self.chunk], trace)
-            out[start:start + len(part)] = part
-            for j, v in seen.items():
-                traces.setdefault(j, []).append(v)
+        phases = [(0, self.split, self.input_index, self.split_tensor, self.chunk)]
+        if self.split < len(self.steps):
+            phases.append((self.split, len(self.steps), self.split_tensor, self.output_index, TAIL_CHUNK))
+        for first, end, source, target, chunk in phases:
+            out = np.empty((n, self.model.tensors[target].numel()), dtype=np.int8)
+            for start in range(0, n, chunk):
+                part, seen = self._run_chunk(x[start:start + chunk], trace, first, end, source, target)
+                out[start:start + len(part)] = part
+                for j, v in seen.items():
+                    traces.setdefault(j, []).append(v)
+            x = out
         if trace:
             return out, {j: np.concatenate(v) for j, v in traces.items()}
         return out
 
-    def _run_chunk(self, x, trace):
-        """Activations are (N, numel) int8 NHWC or (C, N, positions) uint8 channel-major (ndim 3)."""
+    def _run_chunk(self, x, trace, first, end, source, target):
+        """Ops ``first .. end - 1`` on tensor ``source`` = ``x``; returns tensor ``target`` (N, numel) int8.
+
+        Activations are (N, numel) int8 NHWC or (C, N, positions) uint8 channel-major (ndim 3).
+        """
 
         def nhwc(v):
             return to_nhwc(v) if v.ndim == 3 else v
 
-        live = {self.input_index: x}
+        live = {source: x}
         seen = {}
-        for step, (kernel, op) in enumerate(self.steps):
+        for step in range(first, end):
+            kernel, op = self.steps[step]
             cm = self.cm_steps[step]
             a = live[op.inputs[0]]
             if op.name == "ADD":
@@ -787,9 +848,9 @@ class BatchInterpreter:
             if trace:
                 seen[op.outputs[0]] = nhwc(y)
             for j in op.inputs:
-                if self._last_use.get(j) == step and j != self.output_index:
+                if self._last_use.get(j) == step and j != target:
                     live.pop(j, None)
-        return nhwc(live[self.output_index]), seen
+        return nhwc(live[target]), seen
 
 
 @functools.lru_cache(maxsize=4)
