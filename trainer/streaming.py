@@ -554,7 +554,14 @@ class _WindowStats:
         # earlier result has aged out
         self.emptied = lo_time >= idx
         self.eligible = ((idx + 1 - start) >= rec.minimum_count) & ~np.frombuffer(bytes(rec._ignored), dtype=np.uint8)[self.best].astype(bool)
-        self.params = (rec.average_window_ms, rec.max_results, rec.minimum_count, tuple(rec._ignored))
+        self._releases: dict[tuple[int, int], list[int]] = {}
+
+    def releases(self, label: int, threshold: int) -> list[int]:
+        """Inferences at which a latch on ``label`` is released at ``threshold`` (sorted)."""
+        key = (label, threshold)
+        if key not in self._releases:
+            self._releases[key] = np.flatnonzero(self.emptied | (self.averages[:, label] < threshold)).tolist()
+        return self._releases[key]
 
 
 def _run_fast(rec: Any, labels: list[str], stats: _WindowStats) -> list[Detection]:
@@ -569,32 +576,37 @@ def _run_fast(rec: Any, labels: list[str], stats: _WindowStats) -> list[Detectio
     """
     threshold = rec.threshold_score
     suppression = rec.suppression_ms
-    candidates = np.flatnonzero(stats.eligible & (stats.best_avg >= threshold)).tolist()
-    times = stats.times
-    best = stats.best
+    cand = np.flatnonzero(stats.eligible & (stats.best_avg >= threshold))
+    cand_times = stats.times[cand].tolist()
+    cand_best = stats.best[cand].tolist()
+    cand_avg = stats.best_avg[cand].tolist()
+    cand = cand.tolist()
     found = []
-    releases: dict[int, np.ndarray] = {}
     latched = -1
-    fired_at = -1
+    release_at = -1  # inference index at which the latch goes
     last_det = None
-    for j in candidates:
-        if latched >= 0:
-            rel = releases.get(latched)
-            if rel is None:
-                rel = releases[latched] = np.flatnonzero(stats.emptied | (stats.averages[:, latched] < threshold))
-            k = int(np.searchsorted(rel, fired_at, side="right"))
-            if k < len(rel) and rel[k] <= j:
-                latched = -1
-        b = int(best[j])
+    i, n = 0, len(cand)
+    while i < n:
+        j = cand[i]
+        if latched >= 0 and release_at <= j:
+            latched = -1
+        b = cand_best[i]
         if b == latched:
+            i += 1
             continue
-        now = int(times[j])
+        now = cand_times[i]
         if last_det is not None and now - last_det < suppression:
+            # skip the candidates certainly inside the suppression time (the test above decides
+            # the last ones exactly)
+            i = max(i + 1, bisect.bisect_left(cand_times, last_det + suppression - 1, i + 1))
             continue
         last_det = now
         latched = b
-        fired_at = j
-        found.append(Detection(now / 1000.0, labels[b], int(stats.best_avg[j])))
+        release = stats.releases(b, threshold)
+        k = bisect.bisect_right(release, j)
+        release_at = release[k] if k < len(release) else len(stats.times)
+        found.append(Detection(now / 1000.0, labels[b], cand_avg[i]))
+        i += 1
     return found
 
 
