@@ -14,10 +14,24 @@ owned by the runner and overwritten by the next call.
 
 from array import array
 
-from . import int8ops, tflite
+from . import tflite
+
+# The ulab kernels, imported by the runners that use them (_load_int8ops): the kws C runner does not,
+# and on a board the module takes 2.7 KB of heap frozen and 17 KB from a .py file (docs/runtime.md).
+int8ops = None
+
+
+def _load_int8ops():
+    global int8ops
+    if int8ops is None:
+        from . import int8ops as module
+
+        int8ops = module
+    return int8ops
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
                  "MEAN", "RESHAPE", "SOFTMAX", "ADD")
+_BYTES = (bytearray, bytes)  # built once: a tuple written in a call is allocated on every call
 ARENA_ALIGNMENT = 16
 MAX_ARENA = 1 << 26  # a KWS model needing more activation memory is a damaged file
 
@@ -88,6 +102,7 @@ class UlabRunner:
     name = "ulab"
 
     def __init__(self, model_bytes, arena_size=None):
+        _load_int8ops()
         model = tflite.parse(model_bytes)
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ValueError("expected one input and one output, the model has %d and %d"
@@ -198,7 +213,10 @@ class KwsCRunner:
 
     def invoke(self, features_int8):
         buf = self._in
-        if isinstance(features_int8, array) and features_int8.typecode == "b" and len(features_int8) == self.input_size:
+        if ((isinstance(features_int8, _BYTES) or
+             (isinstance(features_int8, array) and features_int8.typecode == "b"))
+                and len(features_int8) == self.input_size):
+            # the C module reads any buffer as int8: no copy (KwsFrontend hands over a bytearray each inference)
             buf = features_int8
         else:
             values = _as_int8_list(features_int8, self.input_size)
@@ -221,6 +239,7 @@ class OpenMVRunner:
     def __init__(self, model_bytes, arena_size=None, ml_module=None, np_module=None):
         if ml_module is None:
             import ml as ml_module
+        _load_int8ops()
         self._np = np_module or int8ops.np
         model = tflite.parse(model_bytes)
         tin, tout = _io_params(model)
