@@ -32,7 +32,8 @@ def test_nucleo_dry_run_prints_make_with_user_c_modules(tmp_path, capsys):
     assert f"ln -sfn {KWS_MODULE_DIR} {build / 'kws'}" in out
     assert f"ln -sfn {ulab / 'code'} {build / 'ulab'}" in out
     make = [shlex.split(line) for line in out if line.startswith("make -C") and "USER_C_MODULES" in line[8:]]
-    assert make == [["make", "-C", str(mp / "ports/stm32"), "BOARD=NUCLEO_L476RG", f"USER_C_MODULES={build}", "-j3"]]
+    assert make == [["make", "-C", str(mp / "ports/stm32"), "BOARD=NUCLEO_L476RG", f"USER_C_MODULES={build}",
+                     "CFLAGS_EXTRA=-DULAB_MAX_DIMS=4", f"FROZEN_MANIFEST={build / 'manifest.py'}", "-j3"]]
     assert out[-1] == f"arm-none-eabi-size {mp / 'ports/stm32/build-NUCLEO_L476RG/firmware.elf'}"
     assert not build.exists()  # a dry run creates nothing
 
@@ -46,6 +47,7 @@ def test_esp32s3_dry_run_uses_a_cmake_include_file(tmp_path, capsys):
     assert f"include({KWS_MODULE_DIR.as_posix()}/micropython.cmake)" in text
     assert f"include({(ulab / 'code').as_posix()}/micropython.cmake)" in text
     assert f"BOARD=ESP32_GENERIC_S3 USER_C_MODULES={tmp_path / 'fw' / 'micropython.cmake'}" in text
+    assert "target_compile_definitions(usermod_ulab INTERFACE ULAB_MAX_DIMS=4)" in text  # the ulab runner needs 3-D
     assert "ESP-IDF" in text
 
 

@@ -59,6 +59,21 @@ def _kmv(a, b):
         os.rename(x, y)
     finally:
         os.chdir(c)
+def _krmtree(p):
+    n = 0
+    try:
+        names = os.listdir(p)
+    except OSError:
+        return 0
+    for x in names:
+        q = p + '/' + x
+        try:
+            os.remove(q)
+            n += 1
+        except OSError:
+            n += _krmtree(q)
+    os.rmdir(p)
+    return n
 def _kmkdirs(p):
     q = ''
     for part in p.split('/'):
@@ -127,6 +142,31 @@ def _krollback(j):
 """
 
 PROBE = r"""
+def _kfrozen():
+    # The kwsrt frozen into the firmware, whatever sys.path says and whatever is already
+    # imported: its kwsrt._build.DIGEST, '?' for a frozen kwsrt without one, None for none.
+    saved = sys.path[:]
+    old = {}
+    for k in list(sys.modules):
+        if k == 'kwsrt' or k.startswith('kwsrt.'):
+            old[k] = sys.modules.pop(k)
+    sys.path.clear()
+    sys.path.append('.frozen')
+    d = None
+    try:
+        __import__('kwsrt')
+        d = '?'
+        d = __import__('kwsrt._build', None, None, ['DIGEST']).DIGEST
+    except (ImportError, AttributeError):
+        pass
+    finally:
+        sys.path.clear()
+        sys.path.extend(saved)
+        for k in list(sys.modules):
+            if k == 'kwsrt' or k.startswith('kwsrt.'):
+                del sys.modules[k]
+        sys.modules.update(old)
+    return d
 def _kprobe():
     r = {'version': '.'.join(str(v) for v in sys.implementation.version[:3]), 'platform': sys.platform,
          'machine': getattr(sys.implementation, '_machine', ''), 'cwd': os.getcwd(),
@@ -137,6 +177,8 @@ def _kprobe():
             r[name] = hasattr(__import__(name), attr)
         except ImportError:
             r[name] = False
+    r['path'] = list(sys.path)
+    r['frozen_runtime'] = _kfrozen()
     try:
         s = os.statvfs(r['cwd'])
         r['fs_free'] = (s[1] or s[0]) * s[4]
@@ -167,6 +209,22 @@ class Capabilities:
     fs_free: int | None
     fs_total: int | None
     mem_free: int | None
+    path: list = dataclasses.field(default_factory=list)   # the board's sys.path
+    frozen_runtime: str | None = None   # DIGEST of a kwsrt frozen into the firmware, '?' without one, None: none
+
+    def runtime_shadowed(self, lib_dir: str) -> bool:
+        """Whether a kwsrt package in ``lib_dir`` would be imported instead of the frozen one."""
+        def index(entry):
+            return self.path.index(entry) if entry in self.path else len(self.path)
+
+        cwd = self.cwd.rstrip("/")
+        lib = lib_dir.rstrip("/")
+        entries = {lib}
+        if cwd and lib.startswith(cwd + "/"):
+            entries.add(lib[len(cwd) + 1:])  # a relative sys.path entry such as 'lib'
+        if not cwd and lib.startswith("/"):
+            entries.add(lib[1:])
+        return min(index(e) for e in entries) < index(".frozen")
 
     @property
     def digest_algo(self) -> str:
@@ -316,6 +374,10 @@ class Board:
 
     def mkdirs(self, folder: str) -> None:
         self.exec(f"_kmkdirs({folder!r})")
+
+    def remove_tree(self, folder: str) -> int:
+        """Delete ``folder`` and everything in it; the number of files removed (0 when it does not exist)."""
+        return int(self.eval(f"print(_krmtree({folder!r}))"))
 
     def remove(self, paths) -> None:
         self.exec(f"for _p in {list(paths)!r}:\n    _krm(_p)")

@@ -2,7 +2,11 @@
 
 A board's ``budget`` block (see boards/README.md) gives the heap the keyword
 spotter may use and fixed estimates for the runtime (imported device code) and
-the audio/feature buffers. A model fits when
+the audio/feature buffers. The runtime costs ``runtime_bytes`` when ``kwsrt`` is
+frozen into the firmware and ``runtime_files_bytes`` when it is imported from
+the filesystem (measured in docs/runtime.md); which one applies is the
+profile's ``frozen_runtime`` unless the caller knows better (deploy's probe of
+the connected board). A model fits when
 
     runtime + buffers + model bytes (if loaded into the heap) + arena <= heap budget
 
@@ -38,6 +42,7 @@ class BudgetReport:
     macs: int | None
     max_macs: int | None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    runtime_frozen: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -63,9 +68,13 @@ class BudgetReport:
     def fast_enough(self) -> bool:
         return self.macs is None or self.max_macs is None or self.macs <= self.max_macs
 
+    @property
+    def runtime_kind(self) -> str:
+        return "frozen" if self.runtime_frozen else "from files"
+
     def summary(self) -> str:
         parts = (f"model {_kb(self.model_bytes)}{'' if self.model_in_heap else ' (not in heap)'} + "
-                 f"arena {_kb(self.arena_bytes)} + runtime {_kb(self.runtime_bytes)} + "
+                 f"arena {_kb(self.arena_bytes)} + runtime {_kb(self.runtime_bytes)} ({self.runtime_kind}) + "
                  f"buffers {_kb(self.buffer_bytes)} = {_kb(self.total_bytes)} of {_kb(self.budget_bytes)}")
         if self.over_by_bytes:
             text = f"does not fit {self.board}: {parts}, over by {self.over_by_bytes} bytes ({_kb(self.over_by_bytes)})"
@@ -84,6 +93,16 @@ def _profile(profile) -> dict:
 
         return load_profile(profile)
     return profile
+
+
+def runtime_cost(profile, frozen_runtime: bool | None = None) -> tuple[int, bool]:
+    """(heap bytes of the runtime, frozen?) for a profile; ``frozen_runtime=None``: the profile's default."""
+    profile = _profile(profile)
+    budget = profile["budget"]
+    frozen = bool(profile.get("frozen_runtime", False)) if frozen_runtime is None else bool(frozen_runtime)
+    if frozen:
+        return int(budget["runtime_bytes"]), True
+    return int(budget.get("runtime_files_bytes", budget["runtime_bytes"])), False
 
 
 def model_costs(model) -> dict:
@@ -107,14 +126,18 @@ def model_costs(model) -> dict:
         raise ModelError(f"cannot read sizes from a {type(model).__name__}; pass inspect_tflite() or describe() output") from None
 
 
-def check_fits(model, profile) -> BudgetReport:
-    """Compare a model (TfliteInfo or describe() dict) with a board profile (dict or board name)."""
+def check_fits(model, profile, frozen_runtime: bool | None = None) -> BudgetReport:
+    """Compare a model (TfliteInfo or describe() dict) with a board profile (dict or board name).
+
+    ``frozen_runtime``: whether the board's firmware has ``kwsrt`` frozen in (None: the profile's default).
+    """
     profile = _profile(profile)
     costs = model_costs(model)
     budget = profile["budget"]
+    runtime, frozen = runtime_cost(profile, frozen_runtime)
     report = BudgetReport(
         board=profile["name"], model_bytes=costs["model_bytes"], arena_bytes=costs["arena_bytes"],
-        runtime_bytes=int(budget["runtime_bytes"]), buffer_bytes=int(budget["buffer_bytes"]),
+        runtime_bytes=runtime, buffer_bytes=int(budget["buffer_bytes"]), runtime_frozen=frozen,
         budget_bytes=int(budget["heap_budget_bytes"]), model_in_heap=bool(budget.get("model_in_heap", True)),
         filesystem_bytes=profile.get("filesystem_bytes"),
         macs=int(costs["macs"]) if costs["macs"] is not None else None,
@@ -126,13 +149,13 @@ def check_fits(model, profile) -> BudgetReport:
     return report
 
 
-def pick_model(profile, input_shape=(49, 10), n_classes: int = 12) -> str:
+def pick_model(profile, input_shape=(49, 10), n_classes: int = 12, frozen_runtime: bool | None = None) -> str:
     """The highest-ranked zoo model (docs/models.md) that fits the board and is fast enough for it."""
     from kws_kit.models import zoo
 
     profile = _profile(profile)
     budget = profile["budget"]
-    fixed = int(budget["runtime_bytes"]) + int(budget["buffer_bytes"])
+    fixed = runtime_cost(profile, frozen_runtime)[0] + int(budget["buffer_bytes"])
     tried = []
     for name in zoo.ranked_names():
         # int8 weights alone are a lower bound on the file: skip hopeless models without converting them.
@@ -140,7 +163,7 @@ def pick_model(profile, input_shape=(49, 10), n_classes: int = 12) -> str:
         if budget.get("model_in_heap", True) and fixed + params > int(budget["heap_budget_bytes"]):
             tried.append(name)
             continue
-        report = check_fits(zoo.describe(name, input_shape, n_classes), profile)
+        report = check_fits(zoo.describe(name, input_shape, n_classes), profile, frozen_runtime)
         if report.fits and report.fast_enough:
             return name
         tried.append(name)
@@ -148,23 +171,26 @@ def pick_model(profile, input_shape=(49, 10), n_classes: int = 12) -> str:
                      hint="use fewer MFCC frames/coefficients or a board with more memory")
 
 
-def ensure_fits(model, profile, model_name: str | None = None) -> BudgetReport:
+def ensure_fits(model, profile, model_name: str | None = None, frozen_runtime: bool | None = None) -> BudgetReport:
     """``check_fits`` that raises ModelError (with how much is over and a smaller zoo model) when it does not fit."""
     profile = _profile(profile)
-    report = check_fits(model, profile)
+    report = check_fits(model, profile, frozen_runtime)
     if report.fits:
         return report
     costs = model_costs(model)
     label = model_name or costs.get("name") or "the model"
     hint = None
-    if len(costs["input_shape"]) == 2 and costs["n_classes"]:
+    if report.over_by_bytes and not report.runtime_frozen and check_fits(model, profile, True).fits:
+        hint = (f"it fits with the runtime frozen into the firmware: kws-kit firmware build --board {profile['name']} "
+                f"(then kws-kit firmware flash)")
+    elif len(costs["input_shape"]) == 2 and costs["n_classes"]:
         try:
-            hint = f"try the smaller zoo model {pick_model(profile, costs['input_shape'], costs['n_classes'])!r}"
+            hint = f"try the smaller zoo model {pick_model(profile, costs['input_shape'], costs['n_classes'], frozen_runtime)!r}"
         except ModelError:
             hint = "no zoo model fits this board with this input shape"
     problem = (f"over by {report.over_by_bytes} bytes ({_kb(report.over_by_bytes)}): "
                f"model {_kb(report.model_bytes)} + arena {_kb(report.arena_bytes)} + runtime "
-               f"{_kb(report.runtime_bytes)} + buffers {_kb(report.buffer_bytes)} > {_kb(report.budget_bytes)}"
+               f"{_kb(report.runtime_bytes)} ({report.runtime_kind}) + buffers {_kb(report.buffer_bytes)} > {_kb(report.budget_bytes)}"
                if report.over_by_bytes else
                f"the {_kb(report.model_bytes)} model file is larger than the {_kb(report.filesystem_bytes or 0)} filesystem")
     raise ModelError(f"{label} does not fit {profile['name']}: {problem}", hint=hint)

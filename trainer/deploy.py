@@ -5,7 +5,7 @@ the ESP32-S3 and the virtual board, ``/flash`` on the Nucleo and OpenMV; the
 probe reads it from the board's working directory)::
 
     ROOT/main.py             device/main.py
-    ROOT/lib/kwsrt/*.py      device/kwsrt/*.py
+    ROOT/lib/kwsrt/*.py      device/kwsrt/*.py  (not when the firmware has this runtime frozen in)
     ROOT/model/<DEVICE_FILES>  model.tflite, labels.txt, frontend.json, recognizer.json
     ROOT/model/config.json     generated here (board profile + --on actions + chosen runner)
 
@@ -25,6 +25,19 @@ removed now or on the next deploy). A reset or power cut during 5 leaves the
 journal: the next deploy's first step puts every ``.bak`` back, so the board
 ends up with the complete previous set, never a mix.
 
+Frozen runtime: firmware made by ``kws-kit firmware build`` has ``kwsrt`` frozen
+in, with ``kwsrt._build.DIGEST`` = ``runtime_digest()`` of the runtime it froze.
+The probe imports that with ``sys.path`` set to ``['.frozen']`` alone. When it
+equals this kws-kit's digest, the runtime is not copied (only main.py, the bundle
+and config.json), the budget counts the frozen runtime's smaller heap cost, and
+a ``ROOT/lib/kwsrt`` left by an earlier deploy is deleted after the commit: on
+the stock ports '.frozen' comes before the lib folder in ``sys.path`` (stm32:
+'', '.frozen', '/flash', '/flash/lib'; esp32: '', '.frozen', '/lib'), so such a
+copy is never imported and only takes filesystem space; where a board's
+``sys.path`` puts the lib folder first it would shadow the frozen runtime, which
+the deletion also prevents. A frozen runtime with another digest (firmware from
+another kws-kit version) is refused, since copying files cannot override it.
+
 ``force=True`` deploys even when the firmware lacks the modules the runtime
 needs (used for the plain MicroPython unix port behind ``kws-kit board
 emulate`` in tests; the loop will report an ``err`` event on such a board).
@@ -33,6 +46,7 @@ emulate`` in tests; the loop will report an ``err`` event on such a board).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from importlib import resources
@@ -91,6 +105,8 @@ class DeployResult:
     frontend: str | None
     warnings: list[str]
     restored: int = 0       # files put back from an interrupted earlier deploy
+    runtime: str = "files"  # "frozen": the firmware's runtime is used, "files": copied to ROOT/lib/kwsrt
+    removed: int = 0        # files of a filesystem runtime deleted because the frozen one is used
 
 
 # -- what to copy -------------------------------------------------------------
@@ -110,6 +126,22 @@ def runtime_files(runtime_dir=None) -> dict[str, bytes]:
     for name in names:
         files[f"lib/kwsrt/{name}"] = (pkg / name).read_bytes()
     return files
+
+
+def runtime_digest(runtime_dir=None) -> str:
+    """A short digest of the ``kwsrt`` package (not main.py): names and bytes of its ``.py`` files.
+
+    ``kws-kit firmware build`` freezes it into ``kwsrt._build.DIGEST``; deploy compares it with
+    the runtime it would copy to tell whether a board's frozen runtime is this one.
+    """
+    files = runtime_files(runtime_dir)
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        if rel.startswith("lib/kwsrt/"):
+            name = rel[len("lib/kwsrt/"):].encode()
+            h.update(b"%d:%s:%d:" % (len(name), name, len(files[rel])))
+            h.update(files[rel])
+    return h.hexdigest()[:16]
 
 
 def parse_actions(specs, keywords: list[str], labels: list[str]) -> dict:
@@ -175,23 +207,35 @@ def _preferences(profile: dict, key: str) -> list[str]:
 
 def plan_deploy(board, bundle_path, *, actions=(), verbose: bool = False, runtime_dir=None,
                 root: str | None = None, runners: list[str] | None = None,
-                frontends: list[str] | None = None) -> DeployPlan:
-    """Everything deploy will copy, with the budget check; raises ModelError when the model does not fit."""
+                frontends: list[str] | None = None, frozen_runtime: bool | None = None,
+                check_budget: bool = True) -> DeployPlan:
+    """Everything deploy will copy, with the budget check; raises ModelError when the model does not fit.
+
+    ``frozen_runtime``: the firmware has this runtime frozen in, so ``lib/kwsrt`` is not copied
+    (None: what the board profile's ``frozen_runtime`` says). ``check_budget=False`` reports the
+    budget without raising (``--force``).
+    """
     from .boards import load_profile
-    from .budget import ensure_fits
+    from .budget import check_fits, ensure_fits
     from .tflite_info import inspect_tflite
 
     profile = load_profile(board) if isinstance(board, str) else board
     bundle = load_bundle(bundle_path)
     tinfo = inspect_tflite(bundle.model_bytes)
-    report = ensure_fits(tinfo, profile, model_name=bundle.metadata.get("model"))
+    if frozen_runtime is None:
+        frozen_runtime = bool(profile.get("frozen_runtime", False))
+    if check_budget:
+        report = ensure_fits(tinfo, profile, model_name=bundle.metadata.get("model"), frozen_runtime=frozen_runtime)
+    else:
+        report = check_fits(tinfo, profile, frozen_runtime)
     root = root or profile.get("deploy", {}).get("root", "/")
     action_table = parse_actions(list(actions), bundle.keywords, bundle.labels)
     config = make_config(profile, bundle, root=root, actions=action_table, verbose=verbose,
                          arena_bytes=tinfo.arena_bytes,
                          runners=runners or _preferences(profile, "runner"),
                          frontends=frontends or _preferences(profile, "frontend"))
-    files = [DeployFile(_join(root, rel), data, "runtime") for rel, data in runtime_files(runtime_dir).items()]
+    files = [DeployFile(_join(root, rel), data, "runtime") for rel, data in runtime_files(runtime_dir).items()
+             if not (frozen_runtime and rel.startswith("lib/kwsrt/"))]
     files += [DeployFile(_join(root, f"model/{name}"), (Path(bundle_path) / name).read_bytes(), "model")
               for name in DEVICE_FILES]
     files.append(DeployFile(_join(root, "model/config.json"), json.dumps(config, indent=1).encode(), "config"))
@@ -232,6 +276,23 @@ def choose_features(profile: dict, caps, *, force: bool = False) -> tuple[str | 
     return picks[0], picks[1], warnings
 
 
+def use_frozen_runtime(profile: dict, caps, runtime_dir=None, *, force: bool = False) -> tuple[bool, list[str]]:
+    """(use the firmware's frozen kwsrt?, warnings) from a probe; BoardError for a frozen runtime of another version."""
+    frozen = getattr(caps, "frozen_runtime", None)
+    if frozen is None:
+        return False, []
+    mine = runtime_digest(runtime_dir)
+    if frozen == mine:
+        return True, []
+    what = ("a kwsrt runtime frozen in without a version digest" if frozen == "?" else
+            f"a kwsrt runtime frozen in from another kws-kit version (digest {frozen}; this kws-kit's is {mine})")
+    text = f"the board's firmware has {what}, which runs instead of any copy on the filesystem"
+    if not force:
+        raise BoardError(text, hint=f"build and flash firmware with this kws-kit: kws-kit firmware build --board "
+                                    f"{profile['name']} --micropython DIR, then kws-kit firmware flash")
+    return True, [text + " (deploying anyway: --force; the firmware's runtime will run)"]
+
+
 # -- the deploy ---------------------------------------------------------------
 def _connect(port, profile, board_factory):
     from .boardio import Board, find_port
@@ -262,12 +323,21 @@ def deploy(board, bundle_path, *, port: str | None = None, actions=(), verbose: 
         if restored:
             log(f"an earlier deploy was interrupted: put back the previous {restored} file(s)")
         runner, frontend, warnings = choose_features(profile, caps, force=force)
+        frozen, more = use_frozen_runtime(profile, caps, runtime_dir, force=force)
+        warnings += more
         prefs_r = _preferences(profile, "runner")
         prefs_f = _preferences(profile, "frontend")
-        plan = plan_deploy(profile, bundle_path, actions=actions, verbose=verbose, runtime_dir=runtime_dir,
-                           root=root,
-                           runners=[runner] + [r for r in prefs_r if r != runner] if runner else prefs_r,
-                           frontends=[frontend] + [f for f in prefs_f if f != frontend] if frontend else prefs_f)
+        options = dict(actions=actions, verbose=verbose, runtime_dir=runtime_dir, root=root, frozen_runtime=frozen,
+                       runners=[runner] + [r for r in prefs_r if r != runner] if runner else prefs_r,
+                       frontends=[frontend] + [f for f in prefs_f if f != frontend] if frontend else prefs_f)
+        try:  # the budget again, now that the probe says where the runtime comes from
+            plan = plan_deploy(profile, bundle_path, **options)
+        except ModelError as exc:
+            if not force or frozen:
+                raise
+            # a board whose profile expects the runtime frozen in, with firmware that has none
+            warnings.append(f"{exc.one_line()} (deploying anyway: --force)")
+            plan = plan_deploy(profile, bundle_path, check_budget=False, **options)
         paths = [f.path for f in plan.files]
         conn.remove([p + ".new" for p in paths])  # leftovers of an upload that died before its commit
         algo = caps.digest_algo
@@ -303,10 +373,17 @@ def deploy(board, bundle_path, *, port: str | None = None, actions=(), verbose: 
             wrong = [f.path for f in changed if final[f.path] != local_digest(f.data, algo)]
             if wrong:
                 raise BoardError(f"after the swap {', '.join(wrong)} do not match what was sent")
+        removed = 0
+        if frozen:
+            lib = _join(root, "lib/kwsrt")
+            removed = conn.remove_tree(lib)
+            if removed:
+                log(f"deleted {removed} file(s) of an earlier filesystem runtime in {lib}: the firmware's "
+                    f"frozen runtime is used" + (" (it would have shadowed it)" if caps.runtime_shadowed(_join(root, "lib")) else ""))
         if reset:
             conn.soft_reset()
     return DeployResult(plan, conn.port, [f.path for f in changed], unchanged, need, time.monotonic() - started,
-                        runner, frontend, warnings, restored)
+                        runner, frontend, warnings, restored, "frozen" if frozen else "files", removed)
 
 
 def describe_plan(plan: DeployPlan) -> list[tuple[str, int, str]]:

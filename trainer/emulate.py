@@ -13,6 +13,12 @@ opening and closing it, and it restarts MicroPython whenever the process exits
 the folder keeps its files. ``kill()`` pulls the plug: the process dies and the
 port goes away, which is what a deploy interrupted by a power cut sees.
 
+``sys.path`` is the esp32 port's ``['', '.frozen', '/lib']`` (stm32: '', '.frozen',
+'/flash', '/flash/lib'): frozen modules come before ``/lib`` as on the boards.
+
+With ``frozen=DIR`` the packages in DIR act as frozen modules (see ``_FROZEN_SIM``):
+how tests give the plain unix port a firmware with ``kwsrt`` frozen in.
+
 With ``heap_bytes`` the interpreter gets a board-sized GC heap (``-X heapsize``).
 """
 
@@ -36,9 +42,28 @@ _BOOT = (
     "os.umount('/')\n"
     "os.mount(os.VfsPosix({root!r}), '/')\n"
     "os.chdir('/')\n"
-    "sys.path[:] = ['', '/lib', '.frozen']\n"
+    "sys.path[:] = ['', '.frozen', '/lib']\n"  # the esp32 port's order: frozen modules before /lib
+    "{frozen}"
     "{run_main}"
     "del os, sys\n"
+)
+# VirtualBoard(frozen=DIR): the packages in DIR behave like modules frozen into the firmware. The plain
+# unix port cannot freeze code at run time, and a '.frozen' sys.path entry only ever reaches the
+# firmware's own frozen table, so an __import__ wrapper puts DIR (mounted at /.frozen_sim, outside the
+# board's flash) just before '.frozen' for the duration of each import.
+_FROZEN_SIM = (
+    "import builtins\n"
+    "os.mount(os.VfsPosix({frozen!r}), '/.frozen_sim')\n"
+    "def _kfz_import(name, g=None, l=None, f=(), lvl=0, _imp=builtins.__import__, _p=sys.path):\n"
+    "    if '.frozen' not in _p or '/.frozen_sim' in _p:\n"
+    "        return _imp(name, g, l, f, lvl)\n"
+    "    _p.insert(_p.index('.frozen'), '/.frozen_sim')\n"
+    "    try:\n"
+    "        return _imp(name, g, l, f, lvl)\n"
+    "    finally:\n"
+    "        _p.remove('/.frozen_sim')\n"
+    "builtins.__import__ = _kfz_import\n"
+    "del builtins, _kfz_import\n"
 )
 _RUN_MAIN = (
     "try:\n"
@@ -65,8 +90,9 @@ class VirtualBoard:
     """``with VirtualBoard(folder) as vb: ... vb.port ...``"""
 
     def __init__(self, folder, *, micropython: str | None = None, heap_bytes: int | None = None,
-                 run_main: bool = False):
+                 run_main: bool = False, frozen=None):
         self.folder = Path(folder).resolve()
+        self.frozen = Path(frozen).resolve() if frozen is not None else None
         self.folder.mkdir(parents=True, exist_ok=True)
         self.executable = find_micropython(micropython)
         self.heap_bytes = heap_bytes
@@ -97,7 +123,8 @@ class VirtualBoard:
         cmd = [self.executable]
         if self.heap_bytes:
             cmd += ["-X", f"heapsize={int(self.heap_bytes)}"]
-        boot = _BOOT.format(root=str(self.folder), run_main=_RUN_MAIN if self.run_main else "")
+        boot = _BOOT.format(root=str(self.folder), run_main=_RUN_MAIN if self.run_main else "",
+                            frozen=_FROZEN_SIM.format(frozen=str(self.frozen)) if self.frozen else "")
         cmd += ["-i", "-c", boot]
         self._proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
                                       cwd=str(self.folder), start_new_session=True)

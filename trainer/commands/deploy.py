@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         if result.copied:
             info(f"copied {len(result.copied)} file(s), {result.bytes_copied} bytes, to {result.port} in "
                  f"{result.seconds:.1f} s; {len(result.unchanged)} unchanged; runner {result.runner}, "
-                 f"front end {result.frontend}")
+                 f"front end {result.frontend}, runtime {'frozen in the firmware' if result.runtime == 'frozen' else 'in lib/kwsrt'}")
         else:
             info(f"the board on {result.port} is up to date ({len(result.unchanged)} files unchanged)")
 

@@ -22,11 +22,15 @@ def register(app: typer.Typer) -> None:
                                                  help="Folder for the USER_C_MODULES layout (default ./build-firmware/BOARD)."),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel make jobs."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands instead of running them."),
+        no_freeze: bool = typer.Option(False, "--no-freeze",
+                                       help="Do not freeze the kwsrt runtime into the image (deploy then copies it to /lib)."),
     ) -> None:
-        """Run the port's make with USER_C_MODULES set, then report text/data/bss against the board's flash."""
+        """Run the port's make with USER_C_MODULES set and the runtime frozen (FROZEN_MANIFEST), then report
+        text/data/bss against the board's flash."""
         from ..firmware import plan_build, run_build, size_report
 
-        plan = plan_build(board, micropython, ulab, build_dir, jobs, check_paths=not dry_run)
+        plan = plan_build(board, micropython, ulab, build_dir, jobs, check_paths=not dry_run,
+                          freeze_runtime=not no_freeze)
         if dry_run:
             for note in plan.notes:
                 typer.echo(f"# {note}")
