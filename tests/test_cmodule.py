@@ -63,9 +63,9 @@ def test_zoo_model_outputs_are_bit_identical_to_tflite_micro(lib, zoo_tflite, na
         lib.load(tflite, model.arena_used - 64)
 
 
-@pytest.mark.parametrize("name", ["ds_cnn_s", "tds_resnet"])
+@pytest.mark.parametrize("name", _zoo_names())
 def test_cortex_m4_dual_mac_path_gives_the_same_bits(zoo_tflite, name):
-    """The SMLAD/SXTB16 dot product (emulated in C on the host) against TFLite Micro."""
+    """The Cortex-M4 DSP path (SXTB16/SMLAD/SMLABB/SMLATT/SADD16 emulated in C on the host) against TFLite Micro."""
     pytest.importorskip("tflite_micro")
     dsp = cb.KwsLib(cb.build_shared(dsp_emulate=True))
     x = cb.test_inputs(zoo_tflite[name], n_real=40, n_random=40, seed=5)
