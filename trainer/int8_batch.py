@@ -517,7 +517,7 @@ class ChannelRequantizer:
         bias = [int(c) for c in np.broadcast_to(bias, (len(mults),))]
         if any(v > 0 for v in shifts) or any(m <= 0 for m in mults):
             return
-        a, b, t, adj = [], [], [], []
+        a, b, adj = [], [], []
         for c, m, sh in zip(bias, mults, shifts):
             r = -sh
             big_s = 31 + r
@@ -527,11 +527,9 @@ class ChannelRequantizer:
                 return
             a.append(m / 2.0 ** big_s)
             b.append((c * m + (1 << 30) + h + (out_zp + 128) * (1 << big_s)) / 2.0 ** big_s)
-            t.append(-(((1 << 30) + c * m) // m))
             adj.append(2.0 ** -r if r > 0 else 0.0)
         self.a = np.array(a)[:, None]
         self.b = np.array(b)[:, None]
-        self.t = np.array(t, dtype=np.float64)[:, None]
         self.adj = np.array(adj)[:, None]
         self.need_adj = int(lo) < int(out_zp) and any(adj)
         self.negative_below = out_zp + 128 + 0.5
