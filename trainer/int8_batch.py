@@ -32,7 +32,8 @@ positions)`` uint8 holding int8 + 128): a depthwise convolution is one batched
 matrix product with a band matrix per channel, a convolution one matrix
 product, and the requantisation's per-channel constants broadcast over long
 rows (:class:`ChannelRequantizer`, the exact float64 floor of
-:class:`FloatRequantizer`). About 2-3x faster than NHWC for the zoo models;
+:class:`FloatRequantizer`). About 3x (tds_resnet) to 5x (ds_cnn_s) faster than NHWC
+in bench/bench_stream_eval.py (docs/evaluation.md, "Speed");
 layers it cannot take exactly (a left shift, sums beyond float64, images too
 large for a band matrix) run the NHWC kernels, which are kept and tested too
 (``channel_major=False``).
