@@ -419,6 +419,16 @@ def row_sums(x2d):
     return [int(sum(int(v) for v in row)) for row in x2d.tolist()]
 
 
+class _Index:
+    def __getitem__(self, key):
+        return key
+
+
+# slice(None), made by subscription: MicroPython 1.29's ports build slice() without a constructor
+# ("TypeError: can't create 'slice' instances"), but `x[:]` syntax still makes slice objects.
+_ALL = _Index()[:]
+
+
 def axis_sum(x, axis):
     """Sum over one axis by adding slices: exact for integer values while partial sums stay below EXACT_LIMIT.
 
@@ -426,7 +436,7 @@ def axis_sum(x, axis):
     count (not exact); adding slices is one exact float add per element.
     """
     n = x.shape[axis]
-    index = [slice(None)] * len(x.shape)
+    index = [_ALL] * len(x.shape)
     index[axis] = 0
     total = x[tuple(index)]
     for i in range(1, n):
