@@ -60,17 +60,6 @@ ORDER = ["recognizer", "config", "responders", "audio", "loop", "tflite", "int8o
 PROBE = r"""
 import gc, sys
 mode, runner, blocks, only = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-try:
-    slice(None)
-except TypeError:
-    # MicroPython 1.29 ports build slice() without a constructor; int8ops.axis_sum calls it. Until the
-    # runtime avoids that, give this benchmark one (a subscript makes slice objects without it).
-    import builtins
-    class _S:
-        def __getitem__(self, k):
-            return k
-    _s = _S()
-    builtins.slice = lambda *a: _s[a[0]:a[1]] if len(a) == 2 else (_s[a[0]:a[1]:a[2]] if len(a) == 3 else _s[:a[0]])
 sys.path.clear()
 sys.path.append('.frozen' if mode == 'frozen' else 'lib')
 out = {'mode': mode, 'runner': runner}
@@ -101,7 +90,7 @@ fe = kloop.make_frontend(bundle['frontend'], runner.input_scale, runner.input_ze
 app = kloop.build(cfg, bundle, runner=runner, frontend=fe, emit=lines.append, pin_factory=responders.FakePin,
                   wav_path='in.wav')
 del runner, fe
-del bundle['model']
+bundle = None  # as main.py does
 out['build'] = used() - a
 out['runner_name'] = getattr(app.runner, 'name', type(app.runner).__name__)
 out['frontend_name'] = type(app.frontend).__name__
