@@ -122,3 +122,35 @@ def test_cortex_m4f_build_is_warning_free_and_within_budget(tmp_path):
     dis = subprocess.run([shutil.which("arm-none-eabi-objdump"), "-d", str(tmp_path / "kws_ops.o")],
                          capture_output=True, text=True).stdout
     assert "smlad" in dis
+
+
+# MicroPython's stm32 port compiles every file (user C modules included) with these float
+# flags and links only its own float libm (lib/libm; these are the functions it defines), no
+# double libm: `floor`, `frexp`, `round`, `cos`, ... are undefined references in the firmware.
+STM32_PORT_FLOAT_FLAGS = ["-std=gnu99", "-Wpointer-arith", "-Wdouble-promotion", "-Wfloat-conversion",
+                          "-fsingle-precision-constant"]
+MICROPYTHON_FLOAT_LIBM = set(
+    "acosf acoshf asinf asinhf atan2f atanf atanhf ceilf cosf coshf erfcf erff expf expm1f floorf fmodf "
+    "frexpf ldexpf lgammaf log10f log1pf logf modff nearbyintf powf roundf scalbnf sinf sinhf sqrtf tanf "
+    "tanhf tgammaf truncf".split())
+LIBC_OK = {"memcpy", "memset", "memmove", "memcmp", "strcpy", "strcmp", "strlen", "snprintf", "vsnprintf"}
+
+
+@pytest.mark.skipif(ARM_CC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+def test_core_compiles_under_the_stm32_port_float_flags_and_needs_no_double_libm(tmp_path):
+    objects = []
+    flags = [f for f in M4_FLAGS if not f.startswith("-std=")] + STM32_PORT_FLOAT_FLAGS
+    for name in cb.CORE:
+        obj = tmp_path / (Path(name).stem + ".o")
+        proc = subprocess.run([ARM_CC, *flags, f"-I{cb.SRC}", "-c", str(cb.SRC / name), "-o", str(obj)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        objects.append(obj)
+    nm = subprocess.run([shutil.which("arm-none-eabi-nm"), "-u", *map(str, objects)],
+                        capture_output=True, text=True, check=True).stdout
+    undefined = {line.split()[-1] for line in nm.splitlines() if line.strip().startswith("U ")}
+    assert undefined, nm  # the parse worked: the core does call memcpy, logf, ...
+    missing = {s for s in undefined
+               if not s.startswith("__aeabi_") and not s.startswith("kws_")
+               and s not in MICROPYTHON_FLOAT_LIBM and s not in LIBC_OK}
+    assert not missing, f"symbols MicroPython's stm32 firmware does not provide: {sorted(missing)}"

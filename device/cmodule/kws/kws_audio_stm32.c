@@ -23,6 +23,18 @@
 #include "py/runtime.h"
 #include "py/mphal.h"
 #include "irq.h"
+#include "dma.h"
+/* MicroPython's stm32l4xx_hal_conf_base.h neither includes nor enables the
+ * HAL SAI driver; kws_stm32_hal_sai.c compiles it into the firmware. */
+#include "stm32l4xx_hal_sai.h"
+
+/* SAI1 block B is DMA2 channel 2, request 1 (RM0351 table 45). The stm32 port
+ * owns DMA2_Channel2_IRQHandler (dma.c) and calls HAL_DMA_IRQHandler on the
+ * handle registered for that channel, so the channel is claimed through the
+ * port's DMA API with a descriptor for the same channel (dma_SPI_3_TX: SPI3 TX
+ * cannot run at the same time, PB3 is SPI3's SCK) and then reconfigured for
+ * the SAI request. */
+#define KWS_AUDIO_DMA_DESCR (&dma_SPI_3_TX)
 
 #define DMA_FRAMES 256                       /* per half buffer: 16 ms */
 #define RING_SAMPLES 4096                    /* 256 ms of audio */
@@ -54,7 +66,6 @@ static void store_half(const int32_t *words) {
 
 void HAL_SAI_RxHalfCpltCallback(SAI_HandleTypeDef *h) { (void)h; store_half(dma_buf); }
 void HAL_SAI_RxCpltCallback(SAI_HandleTypeDef *h) { (void)h; store_half(dma_buf + 2 * DMA_FRAMES); }
-void DMA2_Channel2_IRQHandler(void) { HAL_DMA_IRQHandler(&dma); }
 
 static void audio_start(void) {
     RCC_PeriphCLKInitTypeDef clk = {0};
@@ -97,8 +108,7 @@ static void audio_start(void) {
     if (HAL_SAI_InitProtocol(&sai, SAI_I2S_STANDARD, SAI_PROTOCOL_DATASIZE_32BIT, 2) != HAL_OK) {
         mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("kws.AudioIn: SAI init"));
     }
-    memset(&dma, 0, sizeof(dma));
-    dma.Instance = DMA2_Channel2;
+    dma_init(&dma, KWS_AUDIO_DMA_DESCR, DMA_PERIPH_TO_MEMORY, &sai);
     dma.Init.Request = DMA_REQUEST_1;
     dma.Init.Direction = DMA_PERIPH_TO_MEMORY;
     dma.Init.PeriphInc = DMA_PINC_DISABLE;
@@ -107,9 +117,9 @@ static void audio_start(void) {
     dma.Init.MemDataAlignment = DMA_MDATAALIGN_WORD;
     dma.Init.Mode = DMA_CIRCULAR;
     dma.Init.Priority = DMA_PRIORITY_HIGH;
+    HAL_DMA_DeInit(&dma);
     HAL_DMA_Init(&dma);
     __HAL_LINKDMA(&sai, hdmarx, dma);
-    NVIC_SetPriority(DMA2_Channel2_IRQn, IRQ_PRI_DMA);
     HAL_NVIC_EnableIRQ(DMA2_Channel2_IRQn);
     ring_head = ring_tail = 0;
     if (HAL_SAI_Receive_DMA(&sai, (uint8_t *)dma_buf, 2 * DMA_FRAMES * 2) != HAL_OK) {
@@ -140,7 +150,11 @@ static mp_obj_t kws_audioin_readinto(mp_obj_t self_in, mp_obj_t buf_in) {
     size_t want = b.len / 2, got = 0;
     while (got < want) {
         while (ring_tail == ring_head) {
-            MICROPY_EVENT_POLL_HOOK
+            #ifdef MICROPY_EVENT_POLL_HOOK
+            MICROPY_EVENT_POLL_HOOK   /* MicroPython < 1.22 */
+            #else
+            mp_event_wait_indefinite(); /* runs pending events, sleeps until the next IRQ */
+            #endif
         }
         uint32_t tail = ring_tail;
         while (got < want && tail != ring_head) {
@@ -157,7 +171,7 @@ static mp_obj_t kws_audioin_deinit(mp_obj_t self_in) {
     (void)self_in;
     if (running) {
         HAL_SAI_DMAStop(&sai);
-        HAL_NVIC_DisableIRQ(DMA2_Channel2_IRQn);
+        dma_deinit(KWS_AUDIO_DMA_DESCR);
         running = 0;
     }
     return mp_const_none;

@@ -8,9 +8,104 @@
 #include <string.h>
 #include "kws_frontend.h"
 
-#ifndef KWS_PI
-#define KWS_PI 3.14159265358979323846
-#endif
+/* The tables are computed once, in double, without the double libm: the stm32
+ * port links MicroPython's float-only libm (no cos/sin/sqrt) and compiles with
+ * -fsingle-precision-constant, which turns every unsuffixed literal into a
+ * float. So the double constants are built from their bit patterns (or are
+ * small integers), and cos/sin/sqrt are evaluated here to (near) double
+ * precision: the float tables equal those from the host libm (checked by
+ * tests/test_cmodule.py against the golden vectors, bit for bit on the int8
+ * features). */
+static double bits_to_double(uint64_t b) {
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+#define KWS_PI bits_to_double(UINT64_C(0x400921FB54442D18))       /* pi */
+/* pi/2 in four pieces (fdlibm's split): HI1..HI3 have 33 significant bits, so
+ * q * HIi is exact for |q| < 2^20 */
+#define KWS_PIO2_HI1 bits_to_double(UINT64_C(0x3FF921FB54400000))
+#define KWS_PIO2_HI2 bits_to_double(UINT64_C(0x3DD0B4611A600000))
+#define KWS_PIO2_HI3 bits_to_double(UINT64_C(0x3BA3198A2E000000))
+#define KWS_PIO2_LO bits_to_double(UINT64_C(0x397B839A252049C1))
+#define KWS_2_OVER_PI bits_to_double(UINT64_C(0x3FE45F306DC9C883)) /* 2/pi */
+
+/* cos and sin of x, |x| < 2^20, to about 1 ulp of double, also next to the
+ * zeros (x near a multiple of pi/2): the reduced argument r = x - q*pi/2 in
+ * [-pi/4, pi/4] is formed to ~2^-100 relative with an error-free sum, then
+ * Taylor series summed until the terms vanish. */
+static void cos_sin_d(double x, double *c, double *s) {
+    const double half = (double)1 / 2;
+    double qd = x * KWS_2_OVER_PI;
+    int32_t q = (int32_t)(qd >= 0 ? qd + half : qd - half);
+    const double qq = (double)q;
+    double t = x - qq * KWS_PIO2_HI1;          /* exact */
+    double b = -(qq * KWS_PIO2_HI2);           /* exact product */
+    double hi = t + b, bv = hi - t;
+    double lo = (t - (hi - bv)) + (b - bv);    /* two-sum: hi + lo = t + b exactly */
+    lo = lo - qq * KWS_PIO2_HI3 - qq * KWS_PIO2_LO;
+    double r = hi + lo;
+    /* terms smallest first, then one rounding when the leading 1 (or r) is added */
+    double r2 = r * r, tc[14], ts[14], cs = 0, sn = 0;
+    tc[0] = 1;
+    ts[0] = r;
+    for (int32_t k = 1; k < 14; ++k) {
+        tc[k] = -tc[k - 1] * r2 / (double)((2 * k - 1) * (2 * k));
+        ts[k] = -ts[k - 1] * r2 / (double)((2 * k) * (2 * k + 1));
+    }
+    for (int32_t k = 13; k >= 1; --k) {
+        cs += tc[k];
+        sn += ts[k];
+    }
+    cs += tc[0];
+    sn += ts[0];
+    switch (q & 3) {
+    case 0: *c = cs; *s = sn; break;
+    case 1: *c = -sn; *s = cs; break;
+    case 2: *c = -cs; *s = -sn; break;
+    default: *c = sn; *s = -cs; break;
+    }
+}
+
+static double cos_d(double x) { double c, s; cos_sin_d(x, &c, &s); return c; }
+static double sin_d(double x) { double c, s; cos_sin_d(x, &c, &s); return s; }
+
+/* Correctly rounded sqrt(v) for 0 < v < 2^500: Newton from sqrtf, then the
+ * exact residual v - y*y (Dekker's product, no fused multiply-add needed)
+ * decides between y and its neighbours. */
+static double split_hi(double a) {
+    const double k = (double)((1 << 27) + 1);
+    double t = k * a;
+    return t - (t - a);
+}
+static double sqr_residual(double v, double y) { /* v - y*y, exact when small */
+    double yh = split_hi(y), yl = y - yh, p = y * y;
+    double err = ((yh * yh - p) + (double)2 * yh * yl) + yl * yl;
+    return (v - p) - err;
+}
+static double next_d(double y, int up) {
+    uint64_t b;
+    memcpy(&b, &y, sizeof b);
+    b = up ? b + 1 : b - 1;
+    return bits_to_double(b);
+}
+static double sqrt_d(double v) {
+    double y = (double)sqrtf((float)v);
+    const double half = (double)1 / 2;
+    for (int i = 0; i < 3; ++i) y = half * (y + v / y);
+    /* pick the neighbour whose square is closest to v (midpoint-free: the
+     * square root of a double is never exactly halfway between two doubles) */
+    for (int i = 0; i < 2; ++i) {
+        double r = sqr_residual(v, y);
+        double up = next_d(y, 1), dn = next_d(y, 0);
+        double ru = sqr_residual(v, up), rd = sqr_residual(v, dn);
+        double a = r < 0 ? -r : r, au = ru < 0 ? -ru : ru, ad = rd < 0 ? -rd : rd;
+        if (au < a) y = up;
+        else if (ad < a) y = dn;
+        else break;
+    }
+    return y;
+}
 
 struct kws_frontend {
     kws_frontend_config cfg;
@@ -108,11 +203,12 @@ int kws_frontend_init(kws_frontend **out, const kws_frontend_config *c, void *me
     fe->dct = c->logmel ? NULL : (float *)take(&p, 4 * (size_t)c->n_coeffs * c->n_mels);
     fe->samples = (int16_t *)take(&p, 2 * (size_t)wl);
     fe->frames = (float *)take(&p, 4 * (size_t)c->n_frames * c->n_coeffs);
+    const double pi = KWS_PI, half = (double)1 / 2, one = 1, two = 2;
     for (int32_t n = 0; n < wl; ++n)
-        fe->window[n] = (float)((0.5 - 0.5 * cos(2.0 * KWS_PI * n / wl)) * (double)c->pcm_scale);
+        fe->window[n] = (float)((half - half * cos_d(two * pi * n / wl)) * (double)c->pcm_scale);
     for (int32_t k = 0; k < nf / 2; ++k) {
-        fe->twiddle[2 * k] = (float)cos(2.0 * KWS_PI * k / nf);
-        fe->twiddle[2 * k + 1] = (float)sin(2.0 * KWS_PI * k / nf);
+        fe->twiddle[2 * k] = (float)cos_d(two * pi * k / nf);
+        fe->twiddle[2 * k + 1] = (float)sin_d(two * pi * k / nf);
     }
     memcpy(fe->starts, c->mel_starts, 4 * (size_t)c->n_mels);
     memcpy(fe->lengths, c->mel_lengths, 4 * (size_t)c->n_mels);
@@ -123,8 +219,8 @@ int kws_frontend_init(kws_frontend **out, const kws_frontend_config *c, void *me
     if (fe->dct) {
         for (int32_t k = 0; k < c->n_coeffs; ++k)
             for (int32_t m = 0; m < c->n_mels; ++m) {
-                double norm = sqrt((k == 0 ? 1.0 : 2.0) / c->n_mels);
-                fe->dct[k * c->n_mels + m] = (float)(norm * cos(KWS_PI * k * (2.0 * m + 1.0) / (2.0 * c->n_mels)));
+                double norm = sqrt_d((k == 0 ? one : two) / c->n_mels);
+                fe->dct[k * c->n_mels + m] = (float)(norm * cos_d(pi * k * (two * m + one) / (two * c->n_mels)));
             }
     }
     kws_frontend_reset(fe);

@@ -521,13 +521,14 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
         if (out->zero_point != -128 || fabsf(out->scale - 1.0f / 256) > 0.001f / 256)
             FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: softmax output must be scale 1/256, zero point -128", k);
         double real = (double)beta * (double)in->scale * (double)(1 << 26);
-        if (real > 2147483647.0) real = 2147483647.0;
-        if (!(real > 1.0)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: SOFTMAX input range too small for int8", k);
+        if (real > (double)INT32_MAX) real = (double)INT32_MAX;
+        if (!(real > (double)1)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: SOFTMAX input range too small for int8", k);
         int sh;
         kws_quantize_multiplier(real, &op->in1_mult, &sh);
         if (sh < 0 || sh > 30) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: SOFTMAX scaling", k);
         op->in1_shift = sh;
-        op->diff_min = -(int32_t)floor(31.0 * (double)((int64_t)1 << 26) / (double)((int64_t)1 << sh));
+        /* floor(31 * 2^26 / 2^sh) for sh in [0, 30]: an exact shift (no double floor) */
+        op->diff_min = -(int32_t)((UINT32_C(31) << 26) >> sh);
         op->out_c = in->dims[3];
         op->batches = in->elems / op->out_c;
         break;
@@ -549,7 +550,7 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
         double r1 = (double)in->scale / twice_max, r2 = (double)in2->scale / twice_max;
         double ro = twice_max / (double)denom;
         int s1, s2, so;
-        if (!(ro < 1.0 && ro > 0.0)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: ADD output scale too small", k);
+        if (!(ro < (double)1 && ro > (double)0)) FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: ADD output scale too small", k);
         kws_quantize_multiplier(r1, &op->in1_mult, &s1);
         kws_quantize_multiplier(r2, &op->in2_mult, &s2);
         kws_quantize_multiplier(ro, &op->out_mult, &so);

@@ -98,15 +98,32 @@ int32_t kws_mbqm(int32_t x, int32_t multiplier, int shift) {
 #endif
 }
 
+/* TFLite's QuantizeMultiplier (frexp, then round(q * 2^31)) done on the bits of
+ * the double, so it needs no double libm: the stm32 port links MicroPython's
+ * float-only libm (no frexp/round). Bit-identical with the libm version: for
+ * m = mant * 2^(ex - 1075) with the 53-bit mantissa mant, frexp gives
+ * q = mant / 2^53 and e = ex - 1022, and round(q * 2^31) = round(mant / 2^22)
+ * is an integer shift (half away from zero). Subnormals are normalised first. */
 void kws_quantize_multiplier(double m, int32_t *multiplier, int *shift) {
-    if (m == 0.0 || !(m == m)) {
+    uint64_t bits;
+    memcpy(&bits, &m, sizeof bits);
+    const int negative = (int)(bits >> 63);
+    int ex = (int)((bits >> 52) & 0x7ff);
+    uint64_t mant = bits & (((uint64_t)1 << 52) - 1);
+    if ((ex == 0 && mant == 0) || ex == 0x7ff) { /* zero, NaN, infinity */
         *multiplier = 0;
         *shift = 0;
         return;
     }
-    int e = 0;
-    double q = frexp(m, &e);
-    int64_t fixed = (int64_t)round(q * 2147483648.0);
+    if (ex == 0) {
+        ex = 1;
+        while (!(mant & ((uint64_t)1 << 52))) { mant <<= 1; --ex; }
+    } else {
+        mant |= (uint64_t)1 << 52;
+    }
+    int e = ex - 1022;
+    int64_t fixed = (int64_t)((mant + ((uint64_t)1 << 21)) >> 22);
+    if (negative) fixed = -fixed;
     if (fixed == ((int64_t)1 << 31)) {
         fixed /= 2;
         ++e;
@@ -117,6 +134,21 @@ void kws_quantize_multiplier(double m, int32_t *multiplier, int *shift) {
     }
     *multiplier = (int32_t)fixed;
     *shift = e;
+}
+
+/* round(x) (half away from zero) without libm, saturated to +-2^24: enough for
+ * the int8 clamp that follows, and no int32 overflow on hostile scales. */
+static int32_t round_sat_d(double x) {
+    const double lim = (double)(1 << 24);
+    if (!(x == x)) return 0;
+    if (x >= lim) return 1 << 24;
+    if (x <= -lim) return -(1 << 24);
+    int32_t t = (int32_t)x;         /* truncates toward zero */
+    const double f = x - (double)t; /* exact: the fraction of x */
+    const double half = (double)1 / 2;
+    if (f >= half) ++t;
+    else if (f <= -half) --t;
+    return t;
 }
 
 static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
@@ -488,7 +520,7 @@ void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weigh
             if (op->fc_scale) {
                 /* -DKWS_FC_LITERT_REFERENCE: ai-edge-litert's reference kernel for
                  * per-channel FULLY_CONNECTED rescales in double. */
-                int32_t v = (int32_t)round((double)acc * op->fc_scale[o]) + op->out_offset;
+                int32_t v = round_sat_d((double)acc * op->fc_scale[o]) + op->out_offset;
                 out[(size_t)b * n_out + o] = clamp8(v, op->act_min, op->act_max);
             } else {
                 out[(size_t)b * n_out + o] = requant(acc, op, op->n_channels > 1 ? o : 0);

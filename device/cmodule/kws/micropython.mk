@@ -6,8 +6,12 @@ KWS_MOD_DIR := $(USERMOD_DIR)
 SRC_USERMOD += $(KWS_MOD_DIR)/kws_model.c $(KWS_MOD_DIR)/kws_ops.c $(KWS_MOD_DIR)/kws_frontend.c $(KWS_MOD_DIR)/kws_mp.c
 CFLAGS_USERMOD += -I$(KWS_MOD_DIR) -ffp-contract=off
 
-# kws.AudioIn (SAI1 + DMA) exists only on the STM32L4 (Nucleo-L476RG).
-ifeq ($(MCU_SERIES),l4)
-SRC_USERMOD += $(KWS_MOD_DIR)/kws_audio_stm32.c
-CFLAGS_USERMOD += -DKWS_WITH_AUDIO_STM32=1
+# kws.AudioIn (SAI1 + DMA) exists only on the STM32L4 (Nucleo-L476RG). The port
+# does not build the HAL SAI driver: kws_stm32_hal_sai.c compiles it from the
+# port's stm32lib (its Src folder goes on the include path). Build with
+# KWS_AUDIO=0 to leave AudioIn (and the ~5 KB SAI driver) out.
+KWS_AUDIO ?= 1
+ifeq ($(MCU_SERIES)$(KWS_AUDIO),l41)
+SRC_USERMOD += $(KWS_MOD_DIR)/kws_audio_stm32.c $(KWS_MOD_DIR)/kws_stm32_hal_sai.c
+CFLAGS_USERMOD += -DKWS_WITH_AUDIO_STM32=1 -I$(TOP)/lib/stm32lib/STM32L4xx_HAL_Driver/Src
 endif
