@@ -123,6 +123,7 @@ static void audio_start(void) {
     HAL_NVIC_EnableIRQ(DMA2_Channel2_IRQn);
     ring_head = ring_tail = 0;
     if (HAL_SAI_Receive_DMA(&sai, (uint8_t *)dma_buf, 2 * DMA_FRAMES * 2) != HAL_OK) {
+        dma_deinit(KWS_AUDIO_DMA_DESCR);
         mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("kws.AudioIn: DMA start"));
     }
     running = 1;
