@@ -105,12 +105,33 @@ def runtime_cost(profile, frozen_runtime: bool | None = None) -> tuple[int, bool
     return int(budget.get("runtime_files_bytes", budget["runtime_bytes"])), False
 
 
-def model_costs(model) -> dict:
-    """Bytes, arena, MACs, input shape and classes of a TfliteInfo or a zoo ``describe()`` dict."""
+def uses_kws_engine(profile) -> bool:
+    """Whether the board runs models through the ``kws`` C module (its arena layout applies)."""
+    return _profile(profile).get("runner") == "kws"
+
+
+def arena_for_board(info, profile) -> int:
+    """The tensor arena a board allocates for a model (a TfliteInfo): the ``kws`` C module's own
+    need where the board runs it (structs, per-channel constants and kernel scratch on top of the
+    activations: more than TFLite Micro's), else the larger of the estimate and TFLite Micro's."""
+    if uses_kws_engine(profile):
+        return int(info.kws_arena_bytes(4))
+    return int(info.budget_arena_bytes)
+
+
+def model_costs(model, profile=None) -> dict:
+    """Bytes, arena, MACs, input shape and classes of a TfliteInfo or a zoo ``describe()`` dict.
+
+    With ``profile``, the arena is what that board's engine allocates (:func:`arena_for_board`).
+    """
+    kws = profile is not None and uses_kws_engine(profile)
     if isinstance(model, dict):
         try:
+            arena = max(int(model["arena_bytes"]), int(model.get("tflm_arena_bytes") or 0))
+            if kws and model.get("kws_arena_bytes"):
+                arena = int(model["kws_arena_bytes"])
             costs = {"model_bytes": int(model["flash_bytes"] if "flash_bytes" in model else model["size_bytes"]),
-                     "arena_bytes": max(int(model["arena_bytes"]), int(model.get("tflm_arena_bytes") or 0)),
+                     "arena_bytes": arena,
                      "macs": model.get("macs"),
                      "input_shape": tuple(model.get("input_shape") or ()), "n_classes": model.get("n_classes"),
                      "name": model.get("name")}
@@ -119,7 +140,8 @@ def model_costs(model) -> dict:
         return costs
     try:
         shape = tuple(model.input_shape)
-        return {"model_bytes": int(model.size_bytes), "arena_bytes": int(model.budget_arena_bytes), "macs": model.macs,
+        arena = int(model.kws_arena_bytes(4)) if kws else int(model.budget_arena_bytes)
+        return {"model_bytes": int(model.size_bytes), "arena_bytes": arena, "macs": model.macs,
                 "input_shape": shape[1:3] if len(shape) >= 3 else shape, "n_classes": int(model.output_shape[-1]),
                 "name": None}
     except AttributeError:
@@ -132,7 +154,7 @@ def check_fits(model, profile, frozen_runtime: bool | None = None) -> BudgetRepo
     ``frozen_runtime``: whether the board's firmware has ``kwsrt`` frozen in (None: the profile's default).
     """
     profile = _profile(profile)
-    costs = model_costs(model)
+    costs = model_costs(model, profile)
     budget = profile["budget"]
     runtime, frozen = runtime_cost(profile, frozen_runtime)
     report = BudgetReport(
@@ -177,7 +199,7 @@ def ensure_fits(model, profile, model_name: str | None = None, frozen_runtime: b
     report = check_fits(model, profile, frozen_runtime)
     if report.fits:
         return report
-    costs = model_costs(model)
+    costs = model_costs(model, profile)
     label = model_name or costs.get("name") or "the model"
     hint = None
     if report.over_by_bytes and not report.runtime_frozen and check_fits(model, profile, True).fits:

@@ -216,7 +216,7 @@ def plan_deploy(board, bundle_path, *, actions=(), verbose: bool = False, runtim
     budget without raising (``--force``).
     """
     from .boards import load_profile
-    from .budget import check_fits, ensure_fits
+    from .budget import arena_for_board, check_fits, ensure_fits
     from .tflite_info import inspect_tflite
 
     profile = load_profile(board) if isinstance(board, str) else board
@@ -231,7 +231,7 @@ def plan_deploy(board, bundle_path, *, actions=(), verbose: bool = False, runtim
     root = root or profile.get("deploy", {}).get("root", "/")
     action_table = parse_actions(list(actions), bundle.keywords, bundle.labels)
     config = make_config(profile, bundle, root=root, actions=action_table, verbose=verbose,
-                         arena_bytes=tinfo.arena_bytes,
+                         arena_bytes=arena_for_board(tinfo, profile),
                          runners=runners or _preferences(profile, "runner"),
                          frontends=frontends or _preferences(profile, "frontend"))
     files = [DeployFile(_join(root, rel), data, "runtime") for rel, data in runtime_files(runtime_dir).items()

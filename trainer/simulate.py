@@ -194,6 +194,7 @@ def simulate(bundle: str | os.PathLike, wav: str | os.PathLike, board: str = "nu
     from kws_kit.device.kwsrt import config as kconfig
     from kws_kit.device.kwsrt import loop as kloop
 
+    from .budget import arena_for_board
     from .bundle import load_bundle
     from .tflite_info import inspect_tflite
 
@@ -203,7 +204,7 @@ def simulate(bundle: str | os.PathLike, wav: str | os.PathLike, board: str = "nu
         device_bundle = kconfig.read_bundle(str(Path(bundle)))  # what the board reads
     except kconfig.ConfigError as exc:
         raise ModelError(str(exc)) from None
-    arena = int(inspect_tflite(host_bundle.model_bytes).arena_bytes)
+    arena = arena_for_board(inspect_tflite(host_bundle.model_bytes), profile)
     try:
         config = kconfig.validate_config(board_config(profile, bundle, arena, verbose))
     except kconfig.ConfigError as exc:

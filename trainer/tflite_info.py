@@ -109,6 +109,11 @@ class TfliteInfo:
         """The arena to budget for: the estimate or TFLite Micro's figure, whichever is larger."""
         return max(self.arena_bytes, self.tflm_arena_bytes or 0)
 
+    def kws_arena_bytes(self, pointer_bytes: int = 4) -> int:
+        """The arena the ``kws`` C module needs for this model (its loader's layout, see
+        :func:`kws_engine_arena_bytes`); ``pointer_bytes=4`` for the boards."""
+        return kws_engine_arena_bytes(self, pointer_bytes)
+
     def unsupported_ops(self, allowed=ALLOWED_OPS) -> list[str]:
         return sorted(set(self.op_names) - set(allowed))
 
@@ -369,6 +374,59 @@ def _parse(schema, data: bytes) -> TfliteInfo:
 
 def _align(n: int) -> int:
     return (n + ARENA_ALIGNMENT - 1) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+
+
+# sizeof(struct kws_model), sizeof(kws_tensor), sizeof(kws_op) in device/cmodule/kws/kws_internal.h,
+# by pointer size (Cortex-M4 / x86-64); tests/test_cmodule_arena.py checks them against both compilers.
+KWS_STRUCT_BYTES = {4: (64, 72, 164), 8: (104, 88, 184)}
+
+
+def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
+    """What ``kws_model_load`` (device/cmodule/kws/kws_model.c) takes from its arena, computed
+    the way it allocates: the model, tensor and op structs, per-channel multipliers, shifts
+    and biases, the activation plan, and the largest kernel scratch. The board needs more
+    than TFLite Micro's arena for the same model (2-9 KB on the zoo: structs, the conv
+    kernels' int16 pixel-pair patches); tests/test_cmodule_arena.py checks this twin against
+    the C loader's ``arena_used`` on every zoo model.
+    """
+    model_b, tensor_b, op_b = KWS_STRUCT_BYTES[pointer_bytes]
+
+    def up(n: int, a: int) -> int:
+        return (n + a - 1) // a * a
+
+    def patch(k_len: int) -> int:  # kws_conv_patch_bytes
+        return up(k_len, 4) * 2
+
+    head = up(model_b, 16)
+    head = up(head, 8) + tensor_b * len(info.tensors)
+    head = up(head, 8) + op_b * len(info.ops)
+    scratch = 0
+    for op in info.ops:
+        t = info.tensors
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            w = t[op.inputs[1]]
+            out_c = w.shape[-1] if op.name == "DEPTHWISE_CONV_2D" else w.shape[0]
+            n_scales = max(1, len(w.scale))
+            head += 8 * n_scales  # mult + shift
+            if n_scales == 1 and out_c > 1 and not (op.name == "FULLY_CONNECTED"):
+                head += 8 * out_c  # a per-tensor scale broadcast to every channel
+            has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+            if has_bias or op.name == "DEPTHWISE_CONV_2D":
+                head += 4 * out_c
+            if op.name == "CONV_2D":
+                scratch = max(scratch, 2 * patch(int(np.prod(w.shape[1:]))))
+            elif op.name == "DEPTHWISE_CONV_2D":
+                taps = int(w.shape[1] * w.shape[2])
+                scratch = max(scratch, taps * pointer_bytes + up(int(t[op.inputs[0]].shape[-1]), 4))
+            else:
+                scratch = max(scratch, patch(int(w.shape[-1])))
+        elif op.name == "MEAN":
+            head += 8
+            scratch = max(scratch, 4 * int(np.prod(t[op.outputs[0]].shape)))
+    head = up(head, 16) + info.activation_bytes
+    if scratch:
+        head = up(head, 8) + scratch
+    return head
 
 
 def plan_arena(tensors, ops, graph_inputs, graph_outputs) -> int:
