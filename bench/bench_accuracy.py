@@ -49,6 +49,7 @@ import fcntl
 import json
 import math
 import os
+import pickle
 import platform
 import resource
 import sys
@@ -294,6 +295,25 @@ def test_predictions(bundle_dir: Path, run_dir: Path, data: Path) -> dict:
     }
 
 
+def cached_predictions(bundle_dir: Path, run_dir: Path, data: Path, meta: dict) -> dict:
+    """test_predictions, kept in the run folder for this bundle (a report over finished runs
+    then needs no inference)."""
+    path = run_dir / "bench_predictions.pkl"
+    stamp = {"bundle_created": meta["created"], "data": str(data.resolve())}
+    if path.is_file():
+        try:
+            saved = pickle.loads(path.read_bytes())
+            if saved.get("stamp") == stamp:
+                return saved["pred"]
+        except Exception:
+            pass  # unreadable: recompute
+    pred = test_predictions(bundle_dir, run_dir, data)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps({"stamp": stamp, "pred": pred}))
+    tmp.replace(path)
+    return pred
+
+
 def run_one(model: str, seed: int, data: Path, out: Path, args, fold: int | None = None) -> dict:
     from kws_kit.export import export
 
@@ -305,7 +325,7 @@ def run_one(model: str, seed: int, data: Path, out: Path, args, fold: int | None
         if trained or not (bundle_dir / "metadata.json").is_file():
             export(run_dir, bundle_dir, overwrite=True)
         meta = json.loads((bundle_dir / "metadata.json").read_text())
-        pred = test_predictions(bundle_dir, run_dir, data)
+        pred = cached_predictions(bundle_dir, run_dir, data, meta)
     n = len(pred["y"])
     result = {
         "model": model,
