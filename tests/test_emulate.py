@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -79,3 +80,45 @@ def test_emulate_command_prints_the_port(tmp_path):
             proc.wait()
             raise
     assert proc.returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+@needs_micropython
+def test_emulate_command_stops_its_interpreter_on_sigterm(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "from kws_kit.cli import run; run()", "board", "emulate", "--dir", str(tmp_path / "vb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/")
+        assert _mpremote(port, "exec", "print(6 * 7)").stdout.strip() == "42"
+        children = _children(proc.pid)
+        assert len(children) == 1  # the MicroPython interpreter
+        child = children[0]
+        proc.terminate()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("the MicroPython process outlived kws-kit board emulate")

@@ -219,7 +219,17 @@ class VirtualBoard:
 
 def serve(folder, *, heap_bytes: int | None = None, run_main: bool = False, micropython: str | None = None,
           announce=print) -> None:
-    """Run a virtual board until Ctrl-C (the ``kws-kit board emulate`` command)."""
+    """Run a virtual board until Ctrl-C or SIGTERM (the ``kws-kit board emulate`` command).
+
+    The interpreter runs in its own session, so a plain ``kill`` of this process would
+    orphan it: SIGTERM stops the board the way Ctrl-C does.
+    """
+    import signal
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     board = VirtualBoard(folder, heap_bytes=heap_bytes, run_main=run_main, micropython=micropython).start()
     try:
         announce(board.port)
@@ -229,3 +239,4 @@ def serve(folder, *, heap_bytes: int | None = None, run_main: bool = False, micr
         pass
     finally:
         board.kill()
+        signal.signal(signal.SIGTERM, previous)
