@@ -254,7 +254,7 @@ ZOO: dict[str, ModelEntry] = {
         ModelEntry("tc_resnet8", "TC-ResNet8: temporal 9x1 residual convs over MFCC channels (16-24-32-48)",
                    build_tc_resnet8, rank=1),
         ModelEntry("tds_resnet", "temporal depthwise-separable residual net, 40 channels, 5x1 kernels dilated 1-2-4-8 "
-                   "(default; fewest MACs after tiny_conv; fits the Nucleo)", build_tds_resnet, rank=4),
+                   "(default; fewest MACs after tiny_conv)", build_tds_resnet, rank=4),
         ModelEntry("ds_cnn_xs", "DS-CNN at 40 channels: 10x4/2 conv + 4 depthwise-separable blocks",
                    build_ds_cnn_xs, rank=2),
         ModelEntry("ds_cnn_s", "DS-CNN-S (Hello Edge / MLPerf Tiny): 10x4/2 conv + 4 depthwise-separable blocks of 64",
