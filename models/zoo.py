@@ -371,7 +371,8 @@ def describe(name: str, input_shape=DEFAULT_INPUT_SHAPE, n_classes: int = DEFAUL
     (Keras count, batch-norm statistics included), ``macs`` (see ``count_macs``),
     ``flash_bytes`` (size of the int8 .tflite), ``param_bytes`` (constant data in
     it), ``arena_bytes`` (tensor-arena estimate, see ``kws_kit.tflite_info``),
-    ``tflm_arena_bytes`` (TFLite Micro's own arena, None without tflite-micro) and
+    ``tflm_arena_bytes`` (TFLite Micro's own arena, None without tflite-micro),
+    ``kws_arena_bytes`` (the ``kws`` C module's arena on a 32-bit board) and
     ``ops`` (the builtin ops used).
     """
     entry = get_entry(name)
@@ -409,6 +410,7 @@ def describe(name: str, input_shape=DEFAULT_INPUT_SHAPE, n_classes: int = DEFAUL
         "param_bytes": info.param_bytes,
         "arena_bytes": info.arena_bytes,
         "tflm_arena_bytes": info.tflm_arena_bytes,
+        "kws_arena_bytes": info.kws_arena_bytes(4),  # what the kws C module allocates on a 32-bit board
         "ops": sorted(set(info.op_names)),
     }
     _memory_cache[key] = result

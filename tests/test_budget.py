@@ -136,3 +136,12 @@ def test_check_fits_accepts_tflite_info():
     assert report.fits
     with pytest.raises(ModelError):
         check_fits(object(), "nucleo")
+
+
+def test_zoo_description_budgets_the_kws_arena_on_kws_boards():
+    from kws_kit.models import zoo
+
+    d = zoo.describe("tiny_conv", (49, 10), 12)
+    assert d["kws_arena_bytes"] > max(d["arena_bytes"], d["tflm_arena_bytes"] or 0)
+    assert check_fits(d, "nucleo").arena_bytes == d["kws_arena_bytes"]
+    assert check_fits(d, "openmv").arena_bytes == max(d["arena_bytes"], d["tflm_arena_bytes"] or 0)
