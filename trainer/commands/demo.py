@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("kws-demo"), "--out", help="Folder for everything the demo makes."),
         keywords: str = typer.Option("go,stop", help="Comma-separated keywords to synthesise and learn."),
         clips_per_word: int = typer.Option(120, min=10, help="Synthetic clips per keyword."),
-        epochs: int = typer.Option(20, min=1, help="Training epochs."),
+        epochs: int = typer.Option(40, min=1, help="Training epochs (the best epoch on validation is kept)."),
         model: str = typer.Option("default", help="Zoo model to train."),
         stream_minutes: float = typer.Option(10.0, min=0, help="Length of the evaluation stream."),
         seed: int = typer.Option(0, help="Seed for everything."),
