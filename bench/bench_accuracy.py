@@ -1,6 +1,6 @@
 """Accuracy benchmark on real speech, split by speaker: zoo models through the real pipeline.
 
-    python bench/bench_accuracy.py --data /work/shared/data/speech_commands --epochs 40 --out /tmp/acc
+    python bench/bench_accuracy.py --data ../shared/data/speech_commands --epochs 40 --out acc-bench
 
 For each model and seed this runs exactly what a user runs: ``kws-kit data curate``
 (once, shared by all runs), ``kws-kit train`` and ``kws-kit export`` (int8 with the
@@ -30,7 +30,7 @@ per-fold numbers, and each model against the reference on the pooled clips (exac
 McNemar, the difference with a speaker-bootstrap interval, folds won and a sign test).
 
     taskset -c 1 python bench/bench_accuracy.py --data ../shared/data/speech_commands \
-        --folds 5 --models default,ds_cnn_s,tiny_conv --out /tmp/cv
+        --folds 5 --models default,ds_cnn_s,tiny_conv --out cv-bench
 
 Re-running with the same --out reuses finished runs (and the curated datasets), so a
 second seed, model or fold can be added later; ``--retrain`` forces training again.

@@ -21,7 +21,7 @@ The arena is by default the smallest one the ``kws`` module accepts for the mode
 
 Usage::
 
-    python bench/bench_runtime_heap.py --micropython /tmp/fz/build32/micropython [--blocks 1000] [--configs kws:kws,kws:ulab,ulab:ulab]
+    python bench/bench_runtime_heap.py --micropython BUILD/micropython [--blocks 1000] [--configs kws:kws,kws:ulab,ulab:ulab]
 
 Prints a JSON document and a markdown table.
 """

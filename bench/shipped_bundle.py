@@ -12,8 +12,8 @@ validation speakers, never on the test split it is then reported on.
 recogniser block as shipped), followed by what ``kws-kit eval`` measured on the test
 split (``BUNDLE/eval``: real speech only; ``BUNDLE/eval_mixed``: real + synthetic),
 how the threshold was chosen and how to reproduce the model. It also makes the eval
-reports' bundle path relative to the repository, so nothing machine-specific beyond
-the dataset paths (which metadata.json records on purpose) is shipped.
+reports' bundle path relative to the repository and the dataset paths relative to the
+script's WORK_DIR, so nothing machine-specific is shipped.
 """
 
 from __future__ import annotations
@@ -45,20 +45,23 @@ def set_threshold(bundle: Path, validation_report: Path) -> float:
     return threshold
 
 
-def _relative_reports(bundle: Path) -> None:
-    """Eval reports name the bundle by absolute path; ship them with a repository-relative one."""
+def _strip_machine_paths(bundle: Path, work_dir: Path) -> None:
+    """Eval reports and metadata.json name the bundle and the datasets by absolute path; ship
+    them with the bundle relative to the repository and the datasets relative to WORK_DIR."""
     from kws_kit import atomic
 
-    absolute = str(bundle.resolve())
+    bundle_abs = str(bundle.resolve())
     try:
-        relative = str(bundle.resolve().relative_to(REPO))
+        bundle_rel = str(bundle.resolve().relative_to(REPO))
     except ValueError:
-        relative = bundle.name
-    for name in ("report.json", "report.md"):
-        for path in bundle.glob(f"eval*/{name}"):
-            text = path.read_text()
-            if absolute in text:
-                atomic.write_text(path, text.replace(absolute, relative))
+        bundle_rel = bundle.name
+    swaps = [(bundle_abs, bundle_rel), (str(work_dir.resolve()), "WORK_DIR")]
+    for path in [bundle / "metadata.json", *bundle.glob("eval*/report.json"), *bundle.glob("eval*/report.md")]:
+        text = original = path.read_text()
+        for absolute, relative in swaps:
+            text = text.replace(absolute, relative)
+        if text != original:
+            atomic.write_text(path, text)
 
 
 def _sweep_rows(stream: dict, marks: set[float]) -> list[str]:
@@ -73,7 +76,8 @@ def card(bundle: Path, validation_report: Path, recipe: str) -> None:
     from kws_kit import atomic
     from kws_kit.export import model_card
 
-    _relative_reports(bundle)
+    # bench/train_shipped.sh writes the validation report to WORK_DIR/eval_validation/
+    _strip_machine_paths(bundle, Path(validation_report).resolve().parent.parent)
     meta = _read(bundle / "metadata.json")
     rec = _read(bundle / "recognizer.json")
     real = _read(bundle / "eval" / "report.json")

@@ -2,7 +2,7 @@
 # Reproduce the shipped bundle models/bundles/yes_no_go_stop from the shared Speech Commands
 # recordings plus synthetic speech. Usage (from the repository root):
 #
-#   bash bench/train_shipped.sh [WORK_DIR]          # default WORK_DIR: /tmp/kws-shipped
+#   bash bench/train_shipped.sh [WORK_DIR]          # default WORK_DIR: kws-shipped (in the current folder)
 #
 # Environment: SHARED (default ../shared/data/speech_commands beside the repository),
 # MODEL (default tds_resnet), EPOCHS (default 40), SEED (default 0), LR (default 0.01),
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="${1:-/tmp/kws-shipped}"
+work="$(mkdir -p "${1:-kws-shipped}" && cd "${1:-kws-shipped}" && pwd)"
 shared="${SHARED:-$repo/../shared/data/speech_commands}"
 model="${MODEL:-tds_resnet}"
 epochs="${EPOCHS:-40}"

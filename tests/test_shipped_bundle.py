@@ -94,3 +94,13 @@ def test_shipped_bundle_recognises_real_keywords(bundle, shared_speech_commands)
     pred = predict_int8(bundle.model_bytes, feats, bundle.input_scale, bundle.input_zero_point).argmax(axis=1)
     accuracy = float(np.mean(pred == np.array(truth)))
     assert accuracy >= 0.7, f"{accuracy:.2f} on {len(truth)} real keyword clips"
+
+
+def test_shipped_bundle_names_no_machine_paths():
+    """Reports and metadata say WORK_DIR/... and models/bundles/..., never where they were built."""
+    import re
+
+    for path in SHIPPED.rglob("*"):
+        if path.suffix in (".json", ".md", ".txt"):
+            found = re.findall(r"(?<![\w.])/(?:tmp|home|root|work|check|Users)/\S*", path.read_text())
+            assert not found, f"{path.relative_to(SHIPPED)}: {found[:3]}"
