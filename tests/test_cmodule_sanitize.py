@@ -103,15 +103,21 @@ def test_fuzzed_models_never_crash_the_reader(driver, zoo_tflite, tmp_path):
 ARM_CC = shutil.which("arm-none-eabi-gcc")
 
 
-@pytest.mark.skipif(ARM_CC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
-def test_cortex_m4f_build_is_warning_free_and_within_budget(tmp_path):
+def _compile_core_for_arm(flags: list[str], out_dir: Path) -> list[Path]:
+    """Each core source to an object with ``flags`` (warnings are errors in M4_FLAGS)."""
     objects = []
     for name in cb.CORE:
-        obj = tmp_path / (Path(name).stem + ".o")
-        proc = subprocess.run([ARM_CC, *M4_FLAGS, f"-I{cb.SRC}", "-c", str(cb.SRC / name), "-o", str(obj)],
+        obj = out_dir / (Path(name).stem + ".o")
+        proc = subprocess.run([ARM_CC, *flags, f"-I{cb.SRC}", "-c", str(cb.SRC / name), "-o", str(obj)],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         objects.append(obj)
+    return objects
+
+
+@pytest.mark.skipif(ARM_CC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+def test_cortex_m4f_build_is_warning_free_and_within_budget(tmp_path):
+    objects = _compile_core_for_arm(M4_FLAGS, tmp_path)
     size = subprocess.run([shutil.which("arm-none-eabi-size"), "-t", *map(str, objects)], capture_output=True, text=True)
     total = size.stdout.strip().splitlines()[-1].split()
     text, data, bss = (int(v) for v in total[:3])
@@ -138,14 +144,8 @@ LIBC_OK = {"memcpy", "memset", "memmove", "memcmp", "strcpy", "strcmp", "strlen"
 
 @pytest.mark.skipif(ARM_CC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
 def test_core_compiles_under_the_stm32_port_float_flags_and_needs_no_double_libm(tmp_path):
-    objects = []
     flags = [f for f in M4_FLAGS if not f.startswith("-std=")] + STM32_PORT_FLOAT_FLAGS
-    for name in cb.CORE:
-        obj = tmp_path / (Path(name).stem + ".o")
-        proc = subprocess.run([ARM_CC, *flags, f"-I{cb.SRC}", "-c", str(cb.SRC / name), "-o", str(obj)],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        objects.append(obj)
+    objects = _compile_core_for_arm(flags, tmp_path)
     nm = subprocess.run([shutil.which("arm-none-eabi-nm"), "-u", *map(str, objects)],
                         capture_output=True, text=True, check=True).stdout
     undefined = {line.split()[-1] for line in nm.splitlines() if line.strip().startswith("U ")}
