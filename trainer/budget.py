@@ -140,7 +140,7 @@ def model_costs(model, profile=None) -> dict:
         return costs
     try:
         shape = tuple(model.input_shape)
-        arena = int(model.kws_arena_bytes(4)) if kws else int(model.budget_arena_bytes)
+        arena = arena_for_board(model, profile) if profile is not None else int(model.budget_arena_bytes)
         return {"model_bytes": int(model.size_bytes), "arena_bytes": arena, "macs": model.macs,
                 "input_shape": shape[1:3] if len(shape) >= 3 else shape, "n_classes": int(model.output_shape[-1]),
                 "name": None}
