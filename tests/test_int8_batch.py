@@ -166,8 +166,11 @@ def test_one_op_models_bit_identical_to_tflm(one_op_models):
         x = np.concatenate([x, np.full((1, engine.input_size), -128), np.full((1, engine.input_size), 127)])
         x = x.astype(np.int8).reshape((len(x),) + engine.input_shape[1:])
         expected = run_int8(tfl, x, kernels="tflm").reshape(len(x), -1)
-        # the channel-major kernels (default) and the NHWC kernels they fall back to
-        for layout, eng in (("channel-major", engine), ("nhwc", ib.BatchInterpreter(tfl, channel_major=False))):
+        # the channel-major kernels (default: compiled loops where numba is installed), the same
+        # with numpy only, and the NHWC kernels they fall back to
+        engines = (("channel-major", engine), ("channel-major numpy", ib.BatchInterpreter(tfl, jit=False)),
+                   ("nhwc", ib.BatchInterpreter(tfl, channel_major=False)))
+        for layout, eng in engines:
             got = eng.run(x)
             if not np.array_equal(got, expected):
                 failures.append(f"{name} ({layout}): {np.count_nonzero(got != expected)} of {got.size} differ")
@@ -251,6 +254,9 @@ def test_chunking_and_batch_sizes_do_not_change_outputs(name):
     x = realistic_inputs(ref.input_scale, ref.input_zero_point)[:67]
     expected = ref.run(x)
     np.testing.assert_array_equal(ib.BatchInterpreter(tfl, chunk=1000, channel_major=False).run(x), expected)
+    numpy_only = ib.BatchInterpreter(tfl, chunk=1000, jit=False)
+    assert not numpy_only.jit and ref.jit == ib.int8_jit.AVAILABLE
+    np.testing.assert_array_equal(numpy_only.run(x), expected)
     for chunk in (1, 7, 16, 64):
         engine = ib.BatchInterpreter(tfl, chunk=chunk)
         np.testing.assert_array_equal(engine.run(x), expected, err_msg=f"chunk {chunk}")
@@ -258,3 +264,104 @@ def test_chunking_and_batch_sizes_do_not_change_outputs(name):
     for i in (0, 33, 66):
         np.testing.assert_array_equal(one.run(x[i:i + 1]), expected[i:i + 1])
     assert any(cm is not None for cm in ref.cm_steps)  # the channel-major path is the one tested
+
+
+# --------------------------------------------------------------------------- #
+# Compiled loops (int8_jit) against the scalar kernels
+# --------------------------------------------------------------------------- #
+
+needs_jit = pytest.mark.skipif(not ib.int8_jit.AVAILABLE, reason="numba is not installed")
+
+
+def _mbqm_u8(v, bias, mult, shift, zp, lo, hi):
+    return min(max(int8ops.mbqm(int(v) + int(bias), int(mult), int(shift)) + zp, lo), hi) + 128
+
+
+@needs_jit
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_jit_requantize_is_multiply_by_quantized_multiplier(relu, dtype):
+    """Accumulators at and around every value where each channel's output steps, both clamps."""
+    rng = np.random.default_rng(7)
+    channels = 12
+    mults = rng.integers(1 << 30, INT32_MAX, channels, endpoint=True)
+    mults[0] = INT32_MAX
+    shifts = rng.integers(-14, 1, channels)
+    shifts[:3] = (0, -1, -31)
+    bias = rng.integers(-5000, 5000, channels)
+    zp = -20
+    lo, hi = (zp, 127) if relu else (-128, 127)
+    bound = 40 * 255 * 128
+    rq = ib.int8_jit.Requant(bias, mults, shifts, zp, lo, hi)
+    assert rq.ok
+    acc = [rng.integers(-bound, bound, 2000), np.array([-bound, bound, 0, 1, -1])]
+    for c in range(channels):
+        scale = mults[c] / 2.0 ** (31 - shifts[c])
+        steps = (np.arange(lo - zp - 1, hi - zp + 2) - 0.5) / scale - bias[c]
+        acc.append(np.round(steps[np.abs(steps) < 2 * bound])[:, None] + np.arange(-2, 3)[None, :])
+    acc = np.clip(np.concatenate([a.reshape(-1) for a in acc]), -bound, bound).astype(np.int64)
+    acc = np.ascontiguousarray(np.broadcast_to(acc, (channels, len(acc))))
+    out = np.empty(acc.shape, dtype=np.uint8)
+    ib.int8_jit.requantize(acc.astype(dtype), rq, out)
+    for c in range(channels):
+        expected = [_mbqm_u8(v, bias[c], mults[c], shifts[c], zp, lo, hi) for v in acc[c]]
+        np.testing.assert_array_equal(out[c], expected, err_msg=f"channel {c}")
+
+
+@needs_jit
+def test_jit_requant_refuses_left_shifts():
+    assert not ib.int8_jit.Requant([0, 0], [1 << 30, 1 << 30], [0, 1], 0, -128, 127).ok
+    assert not ib.int8_jit.Requant([0], [0], [-1], 0, -128, 127).ok
+
+
+@needs_jit
+@pytest.mark.parametrize("layout", ["shifts", "gather"])
+def test_jit_depthwise_equals_the_scalar_sum(layout):
+    """Extreme weights, inputs and zero points, a depth multiplier (source channels), padding:
+    every output equals the int64 sum of (x - zp) * w + bias requantised by the scalar kernel."""
+    rng = np.random.default_rng(8)
+    cin, n, p = 3, 9, 23
+    source = np.array([0, 0, 1, 1, 2, 2], dtype=np.int64)  # depth multiplier 2
+    cout = len(source)
+    if layout == "shifts":  # 5 taps, dilation 3, "same" padding
+        offsets = np.array([-6, -3, 0, 3, 6], dtype=np.int64)
+        pos = np.arange(p)
+        index = np.array([np.where((pos + o >= 0) & (pos + o < p), pos + o, -1) for o in offsets])
+        p_out = p
+    else:  # stride 2, 3 taps, padding on the left
+        p_out = 12
+        index = np.array([[2 * q + t - 1 if 0 <= 2 * q + t - 1 < p else -1 for q in range(p_out)] for t in range(3)])
+        offsets = None
+    taps = len(index)
+    x = rng.integers(0, 256, (cin, n, p)).astype(np.uint8)
+    x[:, 0], x[:, 1] = 0, 255
+    weights = rng.integers(-127, 128, (taps, cout)).astype(np.int64)
+    weights[:, 0], weights[:, 1] = 127, -127
+    for zp, relu in ((128, False), (0, True), (255, False), (100, True)):
+        mults = rng.integers(1 << 30, INT32_MAX, cout, endpoint=True)
+        shifts = rng.integers(-12, -6, cout)
+        bias = rng.integers(-20000, 20000, cout)
+        out_zp = -5
+        lo, hi = (out_zp, 127) if relu else (-128, 127)
+        rq = ib.int8_jit.Requant(bias, mults, shifts, out_zp, lo, hi)
+        out = np.empty((cout, n, p_out), dtype=np.uint8)
+        ib.int8_jit.depthwise(x, source, zp, weights, rq, out, offsets=offsets, index=np.ascontiguousarray(index))
+        centred = x.astype(np.int64) - zp
+        for c in range(cout):
+            acc = np.zeros((n, p_out), dtype=np.int64)
+            for t in range(taps):
+                inside = index[t] >= 0
+                acc[:, inside] += weights[t, c] * centred[source[c]][:, index[t][inside]]
+            expected = [[_mbqm_u8(v, bias[c], mults[c], shifts[c], out_zp, lo, hi) for v in row] for row in acc]
+            np.testing.assert_array_equal(out[c], expected, err_msg=f"zp {zp} channel {c}")
+
+
+@needs_jit
+def test_jit_add_table_lookup():
+    rng = np.random.default_rng(9)
+    table = rng.integers(0, 256, 1 << 16).astype(np.uint8)
+    a = rng.integers(0, 256, (4, 5, 7)).astype(np.uint8)
+    b = rng.integers(0, 256, (4, 5, 7)).astype(np.uint8)
+    a[0, 0, :2], b[0, 0, :2] = (0, 255), (255, 0)
+    got = ib.int8_jit.add_table(a, b, table)
+    np.testing.assert_array_equal(got, table[a.astype(np.intp) * 256 + b])

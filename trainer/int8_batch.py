@@ -45,6 +45,7 @@ import functools
 
 import numpy as np
 
+from . import int8_jit
 from .device.kwsrt import int8ops, tflite
 from .device.kwsrt.runners import SUPPORTED_OPS
 from .errors import ModelError
@@ -564,6 +565,25 @@ class ChannelRequantizer:
         return out
 
 
+def _shift_offsets(idx, p_in, p_out):
+    """Per tap, the offset ``o`` when every output position ``p`` reads input ``p + o`` (or the
+    padding where that is outside): taps that are plain shifts along the positions (stride 1
+    over one spatial axis, e.g. temporal k x 1 kernels). None when some tap is not."""
+    if p_in != p_out:
+        return None
+    pos = np.arange(p_out)
+    offsets = []
+    for row in idx:
+        valid = row >= 0
+        if not valid.any():
+            return None
+        o = int(row[valid][0] - pos[valid][0])
+        if not np.array_equal(np.where((pos + o >= 0) & (pos + o < p_in), pos + o, -1), row):
+            return None
+        offsets.append(o)
+    return offsets
+
+
 def _tap_positions(k):
     """(taps, positions_out) input position of each tap for each output position; -1 in the padding."""
     oy, ox = np.meshgrid(np.arange(k.oh), np.arange(k.ow), indexing="ij")
@@ -586,7 +606,7 @@ class _ConvCM:
     float32 (else float64), in any order.
     """
 
-    def __init__(self, nhwc: _Conv):
+    def __init__(self, nhwc: _Conv, jit: bool = True):
         self.nhwc = nhwc
         k = nhwc.k
         self.k = k
@@ -607,8 +627,20 @@ class _ConvCM:
         r = k.requant
         self.requant = ChannelRequantizer(bias, r.mults, r.shifts, r.out_zp, r.lo, r.hi, bound)
         self.ok = self.requant.ok and bound < FLOAT64_EXACT
+        # the compiled integer loops (int8_jit) where numba is there: the same exact function
+        self.jit = None
+        if jit and self.ok and int8_jit.AVAILABLE:
+            rq = int8_jit.Requant(bias, r.mults, r.shifts, r.out_zp, r.lo, r.hi)
+            self.jit = rq if rq.ok else None
         self.pointwise = False
         if self.depthwise:
+            if self.jit is not None:
+                self.source = np.asarray(k.expand if k.mult > 1 else np.arange(k.cout), dtype=np.int64)
+                self.int_weights = np.stack([t.astype(np.int64) for t in w])  # (taps, cout)
+                offsets = _shift_offsets(idx, self.p_in, self.p_out)
+                self.offsets = None if offsets is None else np.array(offsets, dtype=np.int64)
+                self.index = np.ascontiguousarray(idx, dtype=np.int64)
+                return  # no band matrix needed
             if self.p_in > MAX_BAND_POSITIONS:
                 self.ok = False
                 return
@@ -625,21 +657,19 @@ class _ConvCM:
             self.taps = taps
             # taps that are plain shifts along the positions (stride 1 over one spatial axis, e.g.
             # temporal k x 1 kernels) read slices of a zero-padded copy instead of gathering
-            pos = np.arange(self.p_out)
-            offsets = [int(idx[t][valid][0] - pos[valid][0]) if (valid := idx[t] >= 0).any() else None
-                       for t in range(taps)]
-            self.shifts = None
-            if self.p_in == self.p_out and all(o is not None for o in offsets):
-                shifted = [np.where((pos + o >= 0) & (pos + o < self.p_in), pos + o, -1) for o in offsets]
-                if all(np.array_equal(sh, idx[t]) for t, sh in enumerate(shifted)):
-                    self.shifts = offsets
-                    self.pad = max(0, -min(offsets), max(offsets))
+            self.shifts = _shift_offsets(idx, self.p_in, self.p_out)
+            if self.shifts is not None:
+                self.pad = max(0, -min(self.shifts), max(self.shifts))
 
     def run(self, x):
         """``x``: (cin, N, p_in) uint8 -> (cout, N, p_out) uint8."""
         k = self.k
         n = x.shape[1]
         zp = k.in_zp + 128
+        if self.depthwise and self.jit is not None:
+            out = np.empty((k.cout, n, self.p_out), dtype=np.uint8)
+            return int8_jit.depthwise(x, self.source, zp, self.int_weights, self.jit, out,
+                                      offsets=self.offsets, index=self.index)
         if self.depthwise:
             src = x[k.expand] if k.mult > 1 else x
             xf = np.subtract(src, zp, dtype=self.dtype)
@@ -663,17 +693,23 @@ class _ConvCM:
                 np.take(xf, self.idx[t], axis=2, out=cols[t])
             acc = self.weights @ cols.reshape(self.taps * k.cin, n * self.p_out)
         out = np.empty((k.cout, n, self.p_out), dtype=np.uint8)
-        self.requant(acc.reshape(k.cout, n * self.p_out), out.reshape(k.cout, n * self.p_out))
+        if self.jit is not None:
+            int8_jit.requantize(acc.reshape(k.cout, n * self.p_out), self.jit, out.reshape(k.cout, n * self.p_out))
+        else:
+            self.requant(acc.reshape(k.cout, n * self.p_out), out.reshape(k.cout, n * self.p_out))
         return out
 
 
 class _AddCM:
     """ADD of two channel-major uint8 tensors: the same exact table, indexed by (a + 128) * 256 + b + 128."""
 
-    def __init__(self, nhwc: _Add):
+    def __init__(self, nhwc: _Add, jit: bool = True):
         self.table = nhwc.table.view(np.uint8) ^ np.uint8(0x80)
+        self.jit = jit and int8_jit.AVAILABLE
 
     def run(self, a, b):
+        if self.jit:
+            return int8_jit.add_table(a, b, self.table)
         index = np.left_shift(a, 8, dtype=np.uint16)
         index |= b
         return np.take(self.table, index)
@@ -706,7 +742,8 @@ class BatchInterpreter:
     temporaries (im2col, int64 accumulators) to a few tens of MB.
     """
 
-    def __init__(self, model_bytes: bytes, chunk: int = DEFAULT_CHUNK, channel_major: bool = True):
+    def __init__(self, model_bytes: bytes, chunk: int = DEFAULT_CHUNK, channel_major: bool = True,
+                 jit: bool = True):
         try:
             model = tflite.parse(bytes(model_bytes))
         except ValueError as exc:
@@ -737,7 +774,9 @@ class BatchInterpreter:
         self.input_scale, self.input_zero_point = tin.scale(), tin.zero_point()
         self.output_scale, self.output_zero_point = tout.scale(), tout.zero_point()
         # channel-major kernels where they apply (the NHWC kernel stays the fallback)
-        self.cm_steps = [self._cm_kernel(kernel, op) if channel_major else None for kernel, op in self.steps]
+        # (with jit=True, the compiled loops of int8_jit inside them where numba is installed)
+        self.cm_steps = [self._cm_kernel(kernel, op, jit) if channel_major else None for kernel, op in self.steps]
+        self.jit = channel_major and any(getattr(cm, "jit", None) for cm in self.cm_steps)
         # the last op that reads each tensor, so activations are dropped as soon as possible
         self._last_use = {}
         for step, op in enumerate(model.operators):
@@ -757,6 +796,10 @@ class BatchInterpreter:
                 if tensors[j].numel() <= TAIL_NUMEL:
                     self.split, self.split_tensor = s, j
                     break
+        if self.jit:
+            # Compile (first use on a machine, a few seconds) or load from numba's disk cache
+            # the loops this model needs now, not inside the first timed batch.
+            self.run(np.zeros((1, self.input_size), dtype=np.int8))
 
     @staticmethod
     def _kernel(op, tensors):
@@ -776,12 +819,12 @@ class BatchInterpreter:
         return _Reshape(op, tensors)
 
     @staticmethod
-    def _cm_kernel(kernel, op):
+    def _cm_kernel(kernel, op, jit=True):
         if isinstance(kernel, _Conv):
-            cm = _ConvCM(kernel)
+            cm = _ConvCM(kernel, jit)
             return cm if cm.ok else None
         if isinstance(kernel, _Add):
-            return _AddCM(kernel)
+            return _AddCM(kernel, jit)
         if isinstance(kernel, _Mean):
             cm = _MeanCM(kernel)
             return cm if cm.ok else None

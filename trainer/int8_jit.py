@@ -1,0 +1,184 @@
+"""Compiled loops for the channel-major int8 engine (:mod:`kws_kit.int8_batch`), when numba is installed.
+
+numba comes with librosa (a kws-kit dependency). The numpy kernels of
+``int8_batch`` spend most of their time in elementwise passes: the exact
+float64 requantisation (six passes over every activation), ADD's index
+arithmetic and table lookup, and the 10x wasted multiply-adds of a depthwise
+convolution written as a band-matrix product. Here each of them is one loop in
+plain integer arithmetic, the same operations as TFLite Micro's reference
+kernels (``int8ops`` on the board runtime):
+
+* :func:`requantize`: MultiplyByQuantizedMultiplier(acc + bias) + zero point,
+  clamped, for a right shift (or none): SaturatingRoundingDoublingHighMul as
+  ``(x * m + 2**30) >> 31`` and RoundingDivideByPOT as
+  ``(x + nudge - (x < 0)) >> r``, on int64 (``|x| < 2**31``, ``m < 2**31``:
+  the product fits). Accumulators arrive as floats holding exact integers.
+* :func:`depthwise`: DEPTHWISE_CONV_2D on uint8 (int8 + 128) activations,
+  summed in int32 (taps that are shifts along the positions) or int64 (any
+  other), then requantised, in one pass over the output.
+* :func:`add_table`: ADD through the exact 256 x 256 table.
+
+Everything is integer arithmetic, so the result does not depend on how the
+compiler orders or vectorises it. ``KWS_KIT_NO_JIT=1`` turns this module off
+(the numpy kernels run instead). Compiled code is cached on disk by numba
+(``cache=True``): the first use on a machine compiles for a few seconds, later
+processes load it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    if os.environ.get("KWS_KIT_NO_JIT", "") not in ("", "0"):
+        raise ImportError("turned off by KWS_KIT_NO_JIT")
+    import numba
+except ImportError:  # pragma: no cover - numba is a librosa dependency
+    numba = None
+
+AVAILABLE = numba is not None
+
+
+def _njit(fn):
+    return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+
+
+@_njit
+def _requantize_value(x, mult, right, nudge, out_zp, lo, hi):
+    x = (x * mult + (1 << 30)) >> 31  # SaturatingRoundingDoublingHighMul (mult > 0)
+    if x < 0 and right > 0:
+        x = x + nudge - 1
+    else:
+        x = x + nudge
+    x = (x >> right) + out_zp
+    if x < lo:
+        x = lo
+    elif x > hi:
+        x = hi
+    return x + 128
+
+
+@_njit
+def _requantize(acc, bias, mult, right, out_zp, lo, hi, out):
+    channels, m = acc.shape
+    for c in range(channels):
+        b, mc, r = bias[c], mult[c], right[c]
+        nudge = (np.int64(1) << r) >> 1
+        for i in range(m):
+            x = np.int64(acc[c, i]) + b
+            out[c, i] = _requantize_value(x, mc, r, nudge, out_zp, lo, hi)
+
+
+@_njit
+def _depthwise_shifts(x, source, zp, weights, offsets, bias, mult, right, out_zp, lo, hi, out):
+    """Taps that are shifts along the positions: output p reads input p + offsets[t] when inside.
+
+    int32 sums (the caller checks the bound: taps * 255 * 128 + |bias| < 2**31). The
+    loops run over slices from 0 so numba needs no negative-index handling and
+    vectorises them (3x faster than indexing with p + o).
+    """
+    channels, n, p_out = out.shape
+    p_in = x.shape[2]
+    taps = offsets.shape[0]
+    centred = np.empty(p_in, dtype=np.int32)
+    acc = np.empty(p_out, dtype=np.int32)
+    z = np.int32(zp)
+    for c in range(channels):
+        s = source[c]
+        b, mc, r = bias[c], mult[c], right[c]
+        nudge = (np.int64(1) << r) >> 1
+        b32 = np.int32(b)
+        for i in range(n):
+            row = x[s, i]
+            for p in range(p_in):
+                centred[p] = np.int32(row[p]) - z
+            acc[:] = b32
+            for t in range(taps):
+                w = np.int32(weights[t, c])
+                o = offsets[t]
+                start = max(0, -o)
+                end = min(p_out, p_in - o)
+                if end <= start:
+                    continue
+                a = acc[start:end]
+                src = centred[start + o:end + o]
+                for p in range(end - start):
+                    a[p] += src[p] * w
+            orow = out[c, i]
+            for p in range(p_out):
+                orow[p] = _requantize_value(np.int64(acc[p]), mc, r, nudge, out_zp, lo, hi)
+
+
+@_njit
+def _depthwise_gather(x, source, zp, weights, index, bias, mult, right, out_zp, lo, hi, out):
+    """Any padding, stride and dilation: output p reads input index[t, p] (-1: padding, contributes 0)."""
+    channels, n, p_out = out.shape
+    p_in = x.shape[2]
+    taps = index.shape[0]
+    centred = np.empty(p_in, dtype=np.int64)
+    for c in range(channels):
+        s = source[c]
+        b, mc, r = bias[c], mult[c], right[c]
+        nudge = (np.int64(1) << r) >> 1
+        for i in range(n):
+            for p in range(p_in):
+                centred[p] = np.int64(x[s, i, p]) - zp
+            for p in range(p_out):
+                a = b
+                for t in range(taps):
+                    j = index[t, p]
+                    if j >= 0:
+                        a += centred[j] * weights[t, c]
+                out[c, i, p] = _requantize_value(a, mc, r, nudge, out_zp, lo, hi)
+
+
+@_njit
+def _add_table(a, b, table, out):
+    for i in range(a.shape[0]):
+        out[i] = table[(np.int64(a[i]) << 8) | np.int64(b[i])]
+
+
+class Requant:
+    """Per-channel constants of a requantisation the loops here can do (no left shift, multipliers > 0)."""
+
+    def __init__(self, bias, multipliers, shifts, out_zp, lo, hi):
+        shifts = np.asarray(shifts, dtype=np.int64)
+        self.ok = AVAILABLE and bool(np.all(shifts <= 0)) and bool(np.all(np.asarray(multipliers) > 0))
+        self.bias = np.asarray(bias, dtype=np.int64).copy()
+        self.mult = np.asarray(multipliers, dtype=np.int64).copy()
+        self.right = -shifts
+        self.out_zp, self.lo, self.hi = int(out_zp), int(lo), int(hi)
+
+    def args(self):
+        return self.bias, self.mult, self.right, self.out_zp, self.lo, self.hi
+
+
+def requantize(acc, rq: Requant, out):
+    """``acc``: (C, M) exact integers (float32, float64 or int); ``out``: (C, M) uint8 = int8 + 128."""
+    _requantize(acc, *rq.args(), out)
+    return out
+
+
+def depthwise(x, source, zp, weights, rq: Requant, out, offsets=None, index=None):
+    """Depthwise convolution + requantisation, channel-major uint8 in and out.
+
+    ``x``: (C_in, N, P_in) uint8 (int8 + 128); ``source[c]``: the input channel
+    of output channel c (depth multiplier); ``zp``: the input zero point + 128;
+    ``weights``: (taps, C_out) int64; either ``offsets`` (taps,) for taps that
+    are shifts along the positions, or ``index`` (taps, P_out) input positions
+    (-1 in the padding).
+    """
+    if offsets is not None:
+        _depthwise_shifts(x, source, zp, weights, offsets, *rq.args(), out)
+    else:
+        _depthwise_gather(x, source, zp, weights, index, *rq.args(), out)
+    return out
+
+
+def add_table(a, b, table):
+    """``table[a * 256 + b]`` elementwise for uint8 arrays of one shape."""
+    out = np.empty(a.shape, dtype=np.uint8)
+    _add_table(a.reshape(-1), b.reshape(-1), table, out.reshape(-1))
+    return out
