@@ -103,6 +103,7 @@ class TfliteInfo:
     macs: int                 # multiply-accumulates of conv, depthwise and FC ops
     n_subgraphs: int
     tflm_arena_bytes: int | None = None  # TFLite Micro's own arena, when tflite-micro is installed
+    input_index: int = -1     # the graph input's tensor index
 
     @property
     def budget_arena_bytes(self) -> int:
@@ -368,7 +369,7 @@ def _parse(schema, data: bytes) -> TfliteInfo:
         op_names=[op.name for op in ops], ops=ops, tensors=tensors,
         param_bytes=sum(buffer_nbytes(b) for b in range(model.BuffersLength())),
         activation_bytes=activation_bytes, overhead_bytes=overhead, arena_bytes=activation_bytes + overhead,
-        macs=count_macs(ops, tensors), n_subgraphs=n_subgraphs,
+        macs=count_macs(ops, tensors), n_subgraphs=n_subgraphs, input_index=graph_inputs[0],
     )
 
 
@@ -378,16 +379,20 @@ def _align(n: int) -> int:
 
 # sizeof(struct kws_model), sizeof(kws_tensor), sizeof(kws_op) in device/cmodule/kws/kws_internal.h,
 # by pointer size (Cortex-M4 / x86-64); tests/test_cmodule_arena.py checks them against both compilers.
-KWS_STRUCT_BYTES = {4: (64, 72, 164), 8: (104, 88, 184)}
+KWS_STRUCT_BYTES = {4: (88, 56, 76), 8: (112, 64, 96)}
 
 
 def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
     """What ``kws_model_load`` (device/cmodule/kws/kws_model.c) takes from its arena, computed
-    the way it allocates: the model, tensor and op structs, per-channel multipliers, shifts
-    and biases, the activation plan, and the largest kernel scratch. The board needs more
-    than TFLite Micro's arena for the same model (2-9 KB on the zoo: structs, the conv
-    kernels' int16 pixel-pair patches); tests/test_cmodule_arena.py checks this twin against
-    the C loader's ``arena_used`` on every zoo model.
+    the way it allocates. What the model keeps, from the arena's start: the model and op
+    structs, per-channel int32 multipliers and int8 shifts, DEPTHWISE's corrected biases
+    (CONV_2D and FULLY_CONNECTED read theirs in the model bytes), then the activation plan
+    and the largest kernel scratch. While loading, the tensor table and the planner's order
+    array sit at the arena's end (8-byte multiples) and are released before the activations
+    are placed, so the arena needed is the larger of the two phases. The board needs more
+    than TFLite Micro's arena for small models (structs, the conv kernels' int16 pixel-pair
+    patches); tests/test_cmodule_arena.py checks this twin against the C loader's
+    ``arena_used`` on every zoo model.
     """
     model_b, tensor_b, op_b = KWS_STRUCT_BYTES[pointer_bytes]
 
@@ -397,22 +402,26 @@ def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
     def patch(k_len: int) -> int:  # kws_conv_patch_bytes
         return up(k_len, 4) * 2
 
-    head = up(model_b, 16)
-    head = up(head, 8) + tensor_b * len(info.tensors)
-    head = up(head, 8) + op_b * len(info.ops)
+    t = info.tensors
+    head = up(model_b, 8) + op_b * len(info.ops)  # the model struct at the 16-aligned start, then the ops
+    temporary = up(tensor_b * len(t), 8)
+    live = {info.input_index}
     scratch = 0
     for op in info.ops:
-        t = info.tensors
+        live.update(j for j in op.outputs if j >= 0)
+        reads = op.inputs[:3]
+        if op.name in ("RESHAPE", "MEAN"):
+            reads = reads[:1] + (-1,) + reads[2:]  # the shape / axes tensor is not read at run time
+        live.update(j for j in reads if j >= 0 and not t[j].is_constant)
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
             w = t[op.inputs[1]]
             out_c = w.shape[-1] if op.name == "DEPTHWISE_CONV_2D" else w.shape[0]
             n_scales = max(1, len(w.scale))
-            head += 8 * n_scales  # mult + shift
-            if n_scales == 1 and out_c > 1 and not (op.name == "FULLY_CONNECTED"):
-                head += 8 * out_c  # a per-tensor scale broadcast to every channel
-            has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
-            if has_bias or op.name == "DEPTHWISE_CONV_2D":
-                head += 4 * out_c
+            if n_scales == 1 and out_c > 1 and op.name != "FULLY_CONNECTED":
+                n_scales = out_c  # a per-tensor scale broadcast to every channel
+            head = up(head, 4) + 4 * n_scales + n_scales  # int32 multipliers, int8 shifts
+            if op.name == "DEPTHWISE_CONV_2D":
+                head = up(head, 4) + 4 * out_c  # corrected biases
             if op.name == "CONV_2D":
                 scratch = max(scratch, 2 * patch(int(np.prod(w.shape[1:]))))
             elif op.name == "DEPTHWISE_CONV_2D":
@@ -421,12 +430,13 @@ def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
             else:
                 scratch = max(scratch, patch(int(w.shape[-1])))
         elif op.name == "MEAN":
-            head += 8
             scratch = max(scratch, 4 * int(np.prod(t[op.outputs[0]].shape)))
+    temporary += up(4 * len(live), 8)
+    loading = up(head, 8) + temporary
     head = up(head, 16) + info.activation_bytes
     if scratch:
         head = up(head, 8) + scratch
-    return head
+    return max(head, loading)
 
 
 def plan_arena(tensors, ops, graph_inputs, graph_outputs) -> int:

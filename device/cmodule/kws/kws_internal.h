@@ -25,54 +25,88 @@ enum { KWS_PAD_SAME = 0, KWS_PAD_VALID = 1 };
 #define KWS_MAX_DIMS 4
 #define KWS_ACT_ALIGN 16
 
+/* Largest op geometry value (a height, width, channel count, kernel size,
+ * stride, dilation or padding): they are int16 in kws_op; the loader refuses
+ * a model that exceeds it. */
+#define KWS_MAX_GEOM 32767
+
+/* A tensor as the loader sees it. The table lives at the end of the arena
+ * only while the model is parsed and its activations planned; then that
+ * memory is given back (it becomes activations and scratch), so at run time
+ * the ops carry everything the kernels read. */
 typedef struct {
     int32_t dims[KWS_MAX_DIMS]; /* padded on the left with 1s to 4 dims */
-    int32_t ndim;               /* as stored in the model */
     int32_t elems;
-    int32_t type;
-    int32_t is_const;
     int32_t zero_point;
     float scale;                /* first scale, 0 if none */
     int32_t n_scales;
     const uint8_t *scales;      /* little-endian float32 array inside the model bytes */
     const uint8_t *data;        /* constant data inside the model bytes */
-    uint32_t data_len;
     int32_t offset;             /* activation offset in the arena, -1 if not planned */
     int32_t first, last;        /* liveness (op steps) */
-    int32_t used;
+    int8_t ndim;                /* as stored in the model */
+    uint8_t type;
+    int8_t is_const;
+    int8_t used;
 } kws_tensor;
 
+/* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE/MAX_POOL_2D (NHWC, batch 1). */
 typedef struct {
-    int32_t code;
-    int32_t in[3];              /* tensor indices, -1 absent */
-    int32_t out;
-    /* geometry (NHWC, batch 1) */
-    int32_t in_h, in_w, in_c, out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, depth_mult;
-    int32_t in_offset, out_offset, act_min, act_max;
-    int32_t n_channels;         /* per-channel multiplier count */
-    int32_t *mult, *shift;      /* in the arena */
-    int32_t *bias;              /* in the arena (copied, aligned), NULL if none; DEPTHWISE: always set,
-                                   bias + in_offset * sum of the channel's weights (see kws_ops.c) */
-    double *fc_scale;           /* per-channel FULLY_CONNECTED rescale (see kws_ops.c), NULL if unused */
+    int16_t in_h, in_w, in_c, out_h, out_w, out_c;
+    int16_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, depth_mult;
+    int16_t per_channel;        /* FULLY_CONNECTED: one multiplier per output channel (else one) */
     int32_t k_len;              /* conv / fc: dot length */
-    int32_t batches;            /* fc rows, mean outer */
-    /* add */
-    int32_t in2_offset, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
-    /* softmax */
-    int32_t diff_min;
-    /* mean: reduced axes as a bit mask over the 4 padded dims, element count */
-    int32_t axis_mask, reduce_count;
+    int32_t batches;            /* fc rows */
+    const int8_t *weights;      /* inside the model bytes */
+    const int32_t *mult;        /* per channel (FC: one unless per_channel), in the arena */
+    const int8_t *shift;        /* per channel, in [-31, 30], in the arena */
+    /* CONV_2D, FULLY_CONNECTED: the model's int32 bias (little-endian, any alignment,
+     * inside the model bytes), NULL if none. DEPTHWISE: always set, an aligned int32
+     * array in the arena: bias + in_offset * sum of the channel's weights (kws_ops.c). */
+    const void *bias;
+#ifdef KWS_FC_LITERT_REFERENCE
+    const double *fc_scale;     /* per-channel FULLY_CONNECTED rescale (see kws_ops.c), NULL if unused */
+#endif
+} kws_conv_params;
+
+typedef struct {
+    int32_t n, in2_offset, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
+} kws_add_params;
+
+typedef struct {
+    int32_t rows, depth, mult, shift, diff_min;
+} kws_softmax_params;
+
+typedef struct {
+    int32_t dims[KWS_MAX_DIMS]; /* input, padded to 4 */
+    int32_t axis_mask;          /* reduced axes as a bit mask over the 4 padded dims */
+    int32_t reduce_count, n_out, mult, shift;
+} kws_mean_params;
+
+typedef struct {
+    uint8_t code;               /* KWS_OP_* */
+    int8_t act_min, act_max;
+    int8_t out_offset;          /* output zero point */
+    int32_t in_offset;          /* -(first input's zero point); int32: an int16 here made gcc -Os
+                                   spill an accumulator in CONV_2D's inner loop */
+    int32_t in, in2, out;       /* activation byte offsets; in2 = -1 if none */
+    union {
+        kws_conv_params conv;   /* also FULLY_CONNECTED and the pools */
+        kws_add_params add;
+        kws_softmax_params softmax;
+        kws_mean_params mean;
+        int32_t n;              /* RESHAPE: bytes to copy */
+    } u;
 } kws_op;
 
 struct kws_model {
-    const uint8_t *fb;
-    size_t fb_len;
-    kws_tensor *tensors;
-    int32_t n_tensors;
     kws_op *ops;
     int32_t n_ops;
-    int32_t input, output;
+    int32_t input, output;      /* activation byte offsets of the graph input and output */
+    int32_t input_size, output_size;
+    int32_t input_zero_point, output_zero_point;
+    float input_scale, output_scale;
+    int32_t input_dims[KWS_MAX_DIMS];
     uint8_t *activations;
     size_t activation_bytes;
     void *scratch;
@@ -88,14 +122,16 @@ int32_t kws_mbqm(int32_t x, int32_t multiplier, int shift); /* MultiplyByQuantiz
 void kws_quantize_multiplier(double m, int32_t *multiplier, int *shift);
 
 /* -- kernels (kws_ops.c); shapes were validated at load -- */
+/* CONV_2D takes its weights as an argument (op->u.conv.weights): read from the op inside,
+ * gcc -Os spilled an accumulator of the inner loop. */
 void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *scratch);
-void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, void *scratch);
-void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weights, int8_t *out, int16_t *row);
+void kws_depthwise(const kws_op *op, const int8_t *in, int8_t *out, void *scratch);
+void kws_fully_connected(const kws_op *op, const int8_t *in, int8_t *out, int16_t *row);
 void kws_avg_pool(const kws_op *op, const int8_t *in, int8_t *out);
 void kws_max_pool(const kws_op *op, const int8_t *in, int8_t *out);
-void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out, int32_t n);
-void kws_mean(const kws_op *op, const kws_tensor *in_t, const int8_t *in, int8_t *out, int32_t out_elems, int32_t *sums);
-void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out, int32_t rows, int32_t depth);
+void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out);
+void kws_mean(const kws_op *op, const int8_t *in, int8_t *out, int32_t *sums);
+void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out);
 
 /* Scratch each kernel needs, in bytes. */
 size_t kws_conv_patch_bytes(int32_t k_len);          /* one int16 vector of k_len, padded to 4 */

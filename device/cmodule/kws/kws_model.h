@@ -1,10 +1,12 @@
 /* kws: portable C99 int8 inference core for keyword-spotting models.
  *
  * Reads a .tflite flatbuffer (treated as untrusted bytes: every offset is
- * bounds-checked), keeps the weights where they are (the caller keeps the
- * model bytes alive) and puts everything else - tensor and op tables,
- * per-channel multipliers, biases, activations, scratch - into one arena the
- * caller provides. No malloc anywhere.
+ * bounds-checked), keeps the weights and the CONV_2D / FULLY_CONNECTED biases
+ * where they are (the caller keeps the model bytes alive) and puts everything
+ * else - the op table, per-channel multipliers and shifts, DEPTHWISE's
+ * corrected biases, activations, scratch - into one arena the caller
+ * provides; the tensor table only lives there while the model is loaded.
+ * No malloc anywhere.
  *
  * Arithmetic is bit-exact with the TFLite reference kernels (which TFLite
  * Micro's kernels are ported from).
@@ -59,7 +61,9 @@ float kws_model_input_scale(const kws_model *m);
 int kws_model_input_zero_point(const kws_model *m);
 float kws_model_output_scale(const kws_model *m);
 int kws_model_output_zero_point(const kws_model *m);
-/* Bytes of the arena in use (tables + activations + scratch + alignment slack). */
+/* The smallest arena size this model loads in (from the same arena pointer):
+ * what the model keeps (tables, activations, scratch, alignment slack) or, if
+ * more, what loading needs with the temporary tensor table at the end. */
 size_t kws_model_arena_used(const kws_model *m);
 int kws_model_op_count(const kws_model *m);
 /* Multiply-accumulates of one inference (conv, depthwise, fully connected). */

@@ -136,6 +136,7 @@ void kws_quantize_multiplier(double m, int32_t *multiplier, int *shift) {
     *shift = e;
 }
 
+#ifdef KWS_FC_LITERT_REFERENCE
 /* round(x) (half away from zero) without libm, saturated to +-2^24: enough for
  * the int8 clamp that follows, and no int32 overflow on hostile scales. */
 static int32_t round_sat_d(double x) {
@@ -150,6 +151,7 @@ static int32_t round_sat_d(double x) {
     else if (f <= -half) --t;
     return t;
 }
+#endif
 
 static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
     if (v < lo) v = lo;
@@ -201,8 +203,19 @@ static KWS_INLINE int32_t requant_ch(int32_t acc, int32_t mult, int32_t shift) {
 }
 
 static KWS_INLINE int8_t requant(int32_t acc, const kws_op *op, int32_t ch) {
-    int32_t v = add_wrap(requant_ch(acc, op->mult[ch], op->shift[ch]), op->out_offset);
+    int32_t v = add_wrap(requant_ch(acc, op->u.conv.mult[ch], op->u.conv.shift[ch]), op->out_offset);
     return clamp8(v, op->act_min, op->act_max);
+}
+
+/* A little-endian int32 at any alignment (the model's biases, read in place). */
+static KWS_INLINE int32_t ld_le32(const uint8_t *p) {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+#else
+    int32_t v;
+    memcpy(&v, p, 4); /* one LDR on a Cortex-M4 (unaligned loads allowed) and on x86 */
+    return v;
+#endif
 }
 
 /* -- int16 (input + offset) vectors and dot products with int8 weights ------- */
@@ -302,14 +315,15 @@ static inline int32_t pair_slot(int32_t i, int32_t n, int32_t which) {
  * half of the pair patch. Taps outside the image contribute nothing in
  * TFLite; a zero (input + offset) value gives exactly that. */
 static void conv_patch(const kws_op *op, const int8_t *in, int32_t oy, int32_t ox, int16_t *pair, int32_t which) {
-    const int32_t in_h = op->in_h, in_w = op->in_w, in_c = op->in_c, n = op->k_len;
+    const kws_conv_params *g = &op->u.conv;
+    const int32_t in_h = g->in_h, in_w = g->in_w, in_c = g->in_c, n = g->k_len;
     const int16_t off = (int16_t)op->in_offset;
-    const int32_t iy0 = oy * op->stride_h - op->pad_h, ix0 = ox * op->stride_w - op->pad_w;
+    const int32_t iy0 = oy * g->stride_h - g->pad_h, ix0 = ox * g->stride_w - g->pad_w;
     int32_t i = 0;
-    for (int32_t ky = 0; ky < op->k_h; ++ky) {
-        const int32_t iy = iy0 + ky * op->dil_h;
-        for (int32_t kx = 0; kx < op->k_w; ++kx) {
-            const int32_t ix = ix0 + kx * op->dil_w;
+    for (int32_t ky = 0; ky < g->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * g->dil_h;
+        for (int32_t kx = 0; kx < g->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * g->dil_w;
             if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
                 for (int32_t c = 0; c < in_c; ++c, ++i) pair[pair_slot(i, n, which)] = 0;
             } else {
@@ -383,11 +397,14 @@ static KWS_INLINE int8_t rq_out(int32_t acc, int32_t mult, int32_t shift, int32_
  * itself and a last odd channel with itself; the duplicate results are
  * dropped. */
 void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, int16_t *scratch) {
-    const int32_t k_len = op->k_len, out_c = op->out_c, out_w = op->out_w, in_c = op->in_c;
-    const int32_t pixels = op->out_h * out_w;
+    const kws_conv_params *g = &op->u.conv;
+    const int32_t k_len = g->k_len, out_c = g->out_c, out_w = g->out_w, in_c = g->in_c;
+    const int32_t pixels = g->out_h * out_w;
     const int32_t out_off = op->out_offset, lo = op->act_min, hi = op->act_max;
-    const int32_t *bias = op->bias, *mult = op->mult, *shift = op->shift;
-    const int pointwise = op->k_h == 1 && op->k_w == 1;
+    const int32_t *mult = g->mult;
+    const int8_t *shift = g->shift;
+    const uint8_t *bias = (const uint8_t *)g->bias;
+    const int pointwise = g->k_h == 1 && g->k_w == 1;
     int16_t *pair = scratch;
     const int16_t off = (int16_t)op->in_offset;
     for (int32_t px = 0; px < pixels; px += 2) {
@@ -396,8 +413,8 @@ void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t
         const int32_t qy = two ? (px + 1) / out_w : py, qx = two ? (px + 1) % out_w : pxx;
         if (pointwise) {
             /* 1x1: padding is 0 for both paddings, so the tap is in the image */
-            const int8_t *s0 = in + ((size_t)(py * op->stride_h) * op->in_w + (size_t)(pxx * op->stride_w)) * in_c;
-            const int8_t *s1 = in + ((size_t)(qy * op->stride_h) * op->in_w + (size_t)(qx * op->stride_w)) * in_c;
+            const int8_t *s0 = in + ((size_t)(py * g->stride_h) * g->in_w + (size_t)(pxx * g->stride_w)) * in_c;
+            const int8_t *s1 = in + ((size_t)(qy * g->stride_h) * g->in_w + (size_t)(qx * g->stride_w)) * in_c;
             widen_pair(s0, s1, pair, in_c, off);
         } else {
             conv_patch(op, in, py, pxx, pair, 0);
@@ -409,7 +426,8 @@ void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t
             const int both = oc + 1 < out_c;
             const int32_t ob = both ? oc + 1 : oc;
             int32_t acc[4];
-            dot_2x2(w, both ? w + k_len : w, pair, k_len, bias ? bias[oc] : 0, bias ? bias[ob] : 0, acc);
+            dot_2x2(w, both ? w + k_len : w, pair, k_len, bias ? ld_le32(bias + 4 * (size_t)oc) : 0,
+                    bias ? ld_le32(bias + 4 * (size_t)ob) : 0, acc);
             const int32_t ma = mult[oc], sa = shift[oc];
             dp[oc] = rq_out(acc[0], ma, sa, out_off, lo, hi);
             if (two) dq[oc] = rq_out(acc[1], ma, sa, out_off, lo, hi);
@@ -430,7 +448,7 @@ size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c) {
 
 /* Depthwise, 4 output channels from c (multiplier 1): sums in registers over all taps. */
 static KWS_INLINE void dw_group4(const int8_t *const *tap, const int8_t *filter, int32_t c, int32_t out_c, int32_t taps,
-                                 const int32_t *corr, const int32_t *qm, const int32_t *qs, int32_t out_off, int32_t lo,
+                                 const int32_t *corr, const int32_t *qm, const int8_t *qs, int32_t out_off, int32_t lo,
                                  int32_t hi, int8_t *dst) {
     const int8_t *f = filter + c;
 #if KWS_USE_DSP
@@ -462,30 +480,32 @@ static KWS_INLINE void dw_group4(const int8_t *const *tap, const int8_t *filter,
     dst[c + 3] = rq_out((int32_t)a3, qm[c + 3], qs[c + 3], out_off, lo, hi);
 }
 
-/* op->bias holds bias[c] + in_offset * sum of channel c's weights over all
+/* op->u.conv.bias holds bias[c] + in_offset * sum of channel c's weights over all
  * taps (computed at load), so the sums here take the raw int8 input. A tap in
  * the padding reads a row of the input zero point z = -in_offset, which adds
  * f * z and cancels its share of the precomputed correction: exactly the
  * "contributes nothing" of TFLite. Output channels go 4 at a time with the
  * sums in registers over all taps. scratch: tap pointers, then the z row. */
-void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t *out, void *scratch) {
-    const int32_t in_h = op->in_h, in_w = op->in_w, in_c = op->in_c, out_c = op->out_c;
-    const int32_t k_h = op->k_h, k_w = op->k_w, taps = k_h * k_w, mult = op->depth_mult;
+void kws_depthwise(const kws_op *op, const int8_t *in, int8_t *out, void *scratch) {
+    const kws_conv_params *g = &op->u.conv;
+    const int32_t in_h = g->in_h, in_w = g->in_w, in_c = g->in_c, out_c = g->out_c;
+    const int32_t k_h = g->k_h, k_w = g->k_w, taps = k_h * k_w, mult = g->depth_mult;
     const int32_t out_off = op->out_offset, lo = op->act_min, hi = op->act_max;
-    const int32_t *corr = op->bias, *qm = op->mult, *qs = op->shift;
+    const int32_t *corr = (const int32_t *)g->bias, *qm = g->mult;
+    const int8_t *qs = g->shift, *filter = g->weights;
     const int8_t **tap = (const int8_t **)scratch;
     int8_t *zrow = (int8_t *)(tap + taps);
     memset(zrow, (int8_t)-op->in_offset, (size_t)((in_c + 3) & ~3));
     const int fast = mult == 1 && (out_c & 3) == 0;
-    for (int32_t oy = 0; oy < op->out_h; ++oy) {
-        const int32_t iy0 = oy * op->stride_h - op->pad_h;
-        for (int32_t ox = 0; ox < op->out_w; ++ox) {
-            const int32_t ix0 = ox * op->stride_w - op->pad_w;
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        const int32_t iy0 = oy * g->stride_h - g->pad_h;
+        for (int32_t ox = 0; ox < g->out_w; ++ox) {
+            const int32_t ix0 = ox * g->stride_w - g->pad_w;
             const int8_t **tp = tap;
-            for (int32_t ky = 0, iy = iy0; ky < k_h; ++ky, iy += op->dil_h)
-                for (int32_t kx = 0, ix = ix0; kx < k_w; ++kx, ix += op->dil_w)
+            for (int32_t ky = 0, iy = iy0; ky < k_h; ++ky, iy += g->dil_h)
+                for (int32_t kx = 0, ix = ix0; kx < k_w; ++kx, ix += g->dil_w)
                     *tp++ = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) ? zrow : in + ((size_t)iy * in_w + ix) * in_c;
-            int8_t *dst = out + ((size_t)oy * op->out_w + ox) * out_c;
+            int8_t *dst = out + ((size_t)oy * g->out_w + ox) * out_c;
             int32_t c = 0;
             if (fast) {
                 /* 3x3, the common case, gets its tap loop unrolled by the compiler */
@@ -508,23 +528,28 @@ void kws_depthwise(const kws_op *op, const int8_t *in, const int8_t *filter, int
 
 /* -- FULLY_CONNECTED ---------------------------------------------------------- */
 
-void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weights, int8_t *out, int16_t *row) {
-    const int32_t k = op->k_len, n_out = op->out_c;
-    for (int32_t b = 0; b < op->batches; ++b) {
+void kws_fully_connected(const kws_op *op, const int8_t *in, int8_t *out, int16_t *row) {
+    const kws_conv_params *g = &op->u.conv;
+    const int32_t k = g->k_len, n_out = g->out_c;
+    const int8_t *weights = g->weights;
+    const uint8_t *bias = (const uint8_t *)g->bias;
+    for (int32_t b = 0; b < g->batches; ++b) {
         const int8_t *x = in + (size_t)b * k;
         widen_s8(x, row, k, (int16_t)op->in_offset);
         const int8_t *w = weights;
         for (int32_t o = 0; o < n_out; ++o, w += k) {
             int32_t acc = dot_s8_s16(w, row, k);
-            if (op->bias) acc = add_wrap(acc, op->bias[o]);
-            if (op->fc_scale) {
+            if (bias) acc = add_wrap(acc, ld_le32(bias + 4 * (size_t)o));
+#ifdef KWS_FC_LITERT_REFERENCE
+            if (g->fc_scale) {
                 /* -DKWS_FC_LITERT_REFERENCE: ai-edge-litert's reference kernel for
                  * per-channel FULLY_CONNECTED rescales in double. */
-                int32_t v = round_sat_d((double)acc * op->fc_scale[o]) + op->out_offset;
+                int32_t v = round_sat_d((double)acc * g->fc_scale[o]) + op->out_offset;
                 out[(size_t)b * n_out + o] = clamp8(v, op->act_min, op->act_max);
-            } else {
-                out[(size_t)b * n_out + o] = requant(acc, op, op->n_channels > 1 ? o : 0);
+                continue;
             }
+#endif
+            out[(size_t)b * n_out + o] = requant(acc, op, g->per_channel ? o : 0);
         }
     }
 }
@@ -532,49 +557,51 @@ void kws_fully_connected(const kws_op *op, const int8_t *in, const int8_t *weigh
 /* -- pooling -------------------------------------------------------------------- */
 
 void kws_avg_pool(const kws_op *op, const int8_t *in, int8_t *out) {
-    const int32_t c_n = op->in_c;
-    for (int32_t oy = 0; oy < op->out_h; ++oy) {
-        const int32_t iy0 = oy * op->stride_h - op->pad_h;
+    const kws_conv_params *g = &op->u.conv;
+    const int32_t c_n = g->in_c;
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        const int32_t iy0 = oy * g->stride_h - g->pad_h;
         const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
-        const int32_t fy1 = op->k_h < op->in_h - iy0 ? op->k_h : op->in_h - iy0;
-        for (int32_t ox = 0; ox < op->out_w; ++ox) {
-            const int32_t ix0 = ox * op->stride_w - op->pad_w;
+        const int32_t fy1 = g->k_h < g->in_h - iy0 ? g->k_h : g->in_h - iy0;
+        for (int32_t ox = 0; ox < g->out_w; ++ox) {
+            const int32_t ix0 = ox * g->stride_w - g->pad_w;
             const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
-            const int32_t fx1 = op->k_w < op->in_w - ix0 ? op->k_w : op->in_w - ix0;
+            const int32_t fx1 = g->k_w < g->in_w - ix0 ? g->k_w : g->in_w - ix0;
             for (int32_t c = 0; c < c_n; ++c) {
                 int64_t acc = 0;
                 int32_t count = 0;
                 for (int32_t fy = fy0; fy < fy1; ++fy)
                     for (int32_t fx = fx0; fx < fx1; ++fx) {
-                        acc += in[((size_t)(iy0 + fy) * op->in_w + (ix0 + fx)) * c_n + c];
+                        acc += in[((size_t)(iy0 + fy) * g->in_w + (ix0 + fx)) * c_n + c];
                         ++count;
                     }
                 int32_t avg = 0;
                 if (count > 0) avg = (int32_t)(acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count);
-                out[((size_t)oy * op->out_w + ox) * c_n + c] = clamp8(avg, op->act_min, op->act_max);
+                out[((size_t)oy * g->out_w + ox) * c_n + c] = clamp8(avg, op->act_min, op->act_max);
             }
         }
     }
 }
 
 void kws_max_pool(const kws_op *op, const int8_t *in, int8_t *out) {
-    const int32_t c_n = op->in_c;
-    for (int32_t oy = 0; oy < op->out_h; ++oy) {
-        const int32_t iy0 = oy * op->stride_h - op->pad_h;
+    const kws_conv_params *g = &op->u.conv;
+    const int32_t c_n = g->in_c;
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        const int32_t iy0 = oy * g->stride_h - g->pad_h;
         const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
-        const int32_t fy1 = op->k_h < op->in_h - iy0 ? op->k_h : op->in_h - iy0;
-        for (int32_t ox = 0; ox < op->out_w; ++ox) {
-            const int32_t ix0 = ox * op->stride_w - op->pad_w;
+        const int32_t fy1 = g->k_h < g->in_h - iy0 ? g->k_h : g->in_h - iy0;
+        for (int32_t ox = 0; ox < g->out_w; ++ox) {
+            const int32_t ix0 = ox * g->stride_w - g->pad_w;
             const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
-            const int32_t fx1 = op->k_w < op->in_w - ix0 ? op->k_w : op->in_w - ix0;
+            const int32_t fx1 = g->k_w < g->in_w - ix0 ? g->k_w : g->in_w - ix0;
             for (int32_t c = 0; c < c_n; ++c) {
                 int32_t m = -128;
                 for (int32_t fy = fy0; fy < fy1; ++fy)
                     for (int32_t fx = fx0; fx < fx1; ++fx) {
-                        int32_t v = in[((size_t)(iy0 + fy) * op->in_w + (ix0 + fx)) * c_n + c];
+                        int32_t v = in[((size_t)(iy0 + fy) * g->in_w + (ix0 + fx)) * c_n + c];
                         if (v > m) m = v;
                     }
-                out[((size_t)oy * op->out_w + ox) * c_n + c] = clamp8(m, op->act_min, op->act_max);
+                out[((size_t)oy * g->out_w + ox) * c_n + c] = clamp8(m, op->act_min, op->act_max);
             }
         }
     }
@@ -582,15 +609,16 @@ void kws_max_pool(const kws_op *op, const int8_t *in, int8_t *out) {
 
 /* -- ADD (same shapes) ------------------------------------------------------------ */
 
-void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
+void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out) {
     /* TFLite's int8 ADD: inputs shifted left by 20, each rescaled, summed,
      * output rescaled. Every multiplier here comes from QuantizeMultiplier of
      * a ratio in (0, 1) (checked at load), so it is in [0, 2^31) with a shift
      * in [-31, 0]; |input + offset| <= 255 keeps the shifted values and the
      * sum far inside int32. */
-    const int32_t o1 = op->in_offset, o2 = op->in2_offset, oo = op->out_offset;
-    const int32_t m1 = op->in1_mult, m2 = op->in2_mult, mo = op->out_mult;
-    const int32_t r1 = -op->in1_shift, r2 = -op->in2_shift, ro = -op->out_shift;
+    const kws_add_params *p = &op->u.add;
+    const int32_t n = p->n, o1 = op->in_offset, o2 = p->in2_offset, oo = op->out_offset;
+    const int32_t m1 = p->in1_mult, m2 = p->in2_mult, mo = p->out_mult;
+    const int32_t r1 = -p->in1_shift, r2 = -p->in2_shift, ro = -p->out_shift;
     const int32_t lo = op->act_min, hi = op->act_max;
     for (int32_t i = 0; i < n; ++i) {
         const int32_t x1 = (o1 + a[i]) * (1 << 20), x2 = (o2 + b[i]) * (1 << 20);
@@ -601,9 +629,11 @@ void kws_add(const kws_op *op, const int8_t *a, const int8_t *b, int8_t *out, in
 
 /* -- MEAN over any of the 4 (padded) axes ------------------------------------------- */
 
-void kws_mean(const kws_op *op, const kws_tensor *t, const int8_t *in, int8_t *out, int32_t out_elems, int32_t *sums) {
+void kws_mean(const kws_op *op, const int8_t *in, int8_t *out, int32_t *sums) {
+    const kws_mean_params *t = &op->u.mean;
+    const int32_t out_elems = t->n_out;
     int32_t od[4];
-    for (int i = 0; i < 4; ++i) od[i] = (op->axis_mask >> i) & 1 ? 1 : t->dims[i];
+    for (int i = 0; i < 4; ++i) od[i] = (t->axis_mask >> i) & 1 ? 1 : t->dims[i];
     for (int32_t i = 0; i < out_elems; ++i) sums[i] = 0;
     size_t flat = 0;
     for (int32_t i0 = 0; i0 < t->dims[0]; ++i0) {
@@ -621,9 +651,9 @@ void kws_mean(const kws_op *op, const kws_tensor *t, const int8_t *in, int8_t *o
             }
         }
     }
-    const int32_t zp_total = (int32_t)((uint32_t)-op->in_offset * (uint32_t)op->reduce_count);
+    const int32_t zp_total = (int32_t)((uint32_t)-op->in_offset * (uint32_t)t->reduce_count);
     for (int32_t i = 0; i < out_elems; ++i) {
-        int32_t v = add_wrap(kws_mbqm(add_wrap(sums[i], -zp_total), op->mult[0], op->shift[0]), op->out_offset);
+        int32_t v = add_wrap(kws_mbqm(add_wrap(sums[i], -zp_total), t->mult, t->shift), op->out_offset);
         out[i] = clamp8(v, -128, 127);
     }
 }
@@ -690,7 +720,9 @@ static inline int count_leading_zeros(uint32_t x) {
 #endif
 }
 
-void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out, int32_t rows, int32_t depth) {
+void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out) {
+    const kws_softmax_params *p = &op->u.softmax;
+    const int32_t rows = p->rows, depth = p->depth;
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *x = in + (size_t)r * depth;
         int8_t *y = out + (size_t)r * depth;
@@ -699,8 +731,8 @@ void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out, int32_t rows, 
         int32_t sum = 0;  /* Q12.19 */
         for (int32_t c = 0; c < depth; ++c) {
             const int32_t diff = x[c] - max_v;
-            if (diff >= op->diff_min) {
-                const int32_t scaled = kws_srdhm(shl_wrap(diff, op->in1_shift), op->in1_mult);
+            if (diff >= p->diff_min) {
+                const int32_t scaled = kws_srdhm(shl_wrap(diff, p->shift), p->mult);
                 sum = wrap_add(sum, kws_rdbpot(exp_negative_q5(scaled), 12));
             }
         }
@@ -711,8 +743,8 @@ void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out, int32_t rows, 
         const int exponent = bits_over_unit + 31 - 8;
         for (int32_t c = 0; c < depth; ++c) {
             const int32_t diff = x[c] - max_v;
-            if (diff >= op->diff_min && exponent >= 0 && exponent <= 31) {
-                const int32_t scaled = kws_srdhm(shl_wrap(diff, op->in1_shift), op->in1_mult);
+            if (diff >= p->diff_min && exponent >= 0 && exponent <= 31) {
+                const int32_t scaled = kws_srdhm(shl_wrap(diff, p->shift), p->mult);
                 const int32_t e = exp_negative_q5(scaled);
                 const int32_t v = kws_rdbpot(kws_srdhm(scale, e), exponent) - 128;
                 y[c] = clamp8(v, -128, 127);
