@@ -315,24 +315,18 @@ def test_jit_requant_refuses_left_shifts():
 
 
 @needs_jit
-@pytest.mark.parametrize("layout", ["shifts", "gather"])
-def test_jit_depthwise_equals_the_scalar_sum(layout):
-    """Extreme weights, inputs and zero points, a depth multiplier (source channels), padding:
-    every output equals the int64 sum of (x - zp) * w + bias requantised by the scalar kernel."""
+def test_jit_depthwise_equals_the_scalar_sum():
+    """Extreme weights, inputs and zero points, a depth multiplier (source channels), "same"
+    padding with dilation: every output equals the int64 sum of (x - zp) * w + bias
+    requantised by the scalar kernel."""
     rng = np.random.default_rng(8)
     cin, n, p = 3, 9, 23
     source = np.array([0, 0, 1, 1, 2, 2], dtype=np.int64)  # depth multiplier 2
     cout = len(source)
-    if layout == "shifts":  # 5 taps, dilation 3, "same" padding
-        offsets = np.array([-6, -3, 0, 3, 6], dtype=np.int64)
-        pos = np.arange(p)
-        index = np.array([np.where((pos + o >= 0) & (pos + o < p), pos + o, -1) for o in offsets])
-        p_out = p
-    else:  # stride 2, 3 taps, padding on the left
-        p_out = 12
-        index = np.array([[2 * q + t - 1 if 0 <= 2 * q + t - 1 < p else -1 for q in range(p_out)] for t in range(3)])
-        offsets = None
-    taps = len(index)
+    offsets = np.array([-6, -3, 0, 3, 6, 30], dtype=np.int64)  # 5 taps dilation 3, one all padding
+    pos = np.arange(p)
+    index = np.array([np.where((pos + o >= 0) & (pos + o < p), pos + o, -1) for o in offsets])
+    taps = len(offsets)
     x = rng.integers(0, 256, (cin, n, p)).astype(np.uint8)
     x[:, 0], x[:, 1] = 0, 255
     weights = rng.integers(-127, 128, (taps, cout)).astype(np.int64)
@@ -344,16 +338,27 @@ def test_jit_depthwise_equals_the_scalar_sum(layout):
         out_zp = -5
         lo, hi = (out_zp, 127) if relu else (-128, 127)
         rq = ib.int8_jit.Requant(bias, mults, shifts, out_zp, lo, hi)
-        out = np.empty((cout, n, p_out), dtype=np.uint8)
-        ib.int8_jit.depthwise(x, source, zp, weights, rq, out, offsets=offsets, index=np.ascontiguousarray(index))
+        out = np.empty((cout, n, p), dtype=np.uint8)
+        ib.int8_jit.depthwise(x, source, zp, weights, rq, out, offsets)
         centred = x.astype(np.int64) - zp
         for c in range(cout):
-            acc = np.zeros((n, p_out), dtype=np.int64)
+            acc = np.zeros((n, p), dtype=np.int64)
             for t in range(taps):
                 inside = index[t] >= 0
                 acc[:, inside] += weights[t, c] * centred[source[c]][:, index[t][inside]]
             expected = [[_mbqm_u8(v, bias[c], mults[c], shifts[c], out_zp, lo, hi) for v in row] for row in acc]
             np.testing.assert_array_equal(out[c], expected, err_msg=f"zp {zp} channel {c}")
+
+
+def test_shift_offsets_only_for_plain_shifts():
+    pos = np.arange(6)
+    same = np.array([np.where((pos + o >= 0) & (pos + o < 6), pos + o, -1) for o in (-2, 0, 2)])
+    assert ib._shift_offsets(same, 6, 6) == [-2, 0, 2]
+    assert ib._shift_offsets(same[:, :3], 6, 3) is None  # fewer outputs (a stride)
+    wrapped = same.copy()
+    wrapped[0, 0] = 4  # reads the other end instead of the padding
+    assert ib._shift_offsets(wrapped, 6, 6) is None
+    assert ib._shift_offsets(np.full((1, 6), -1), 6, 6) is None  # a tap that only sees padding
 
 
 @needs_jit
