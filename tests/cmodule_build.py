@@ -151,13 +151,15 @@ class _FrontendConfig(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int32) for name in
                 ("window_length", "hop_length", "n_fft", "n_mels", "n_coeffs", "n_frames", "logmel")] + [
         ("pcm_scale", ctypes.c_float), ("log_floor", ctypes.c_float),
-        ("mel_starts", ctypes.c_void_p), ("mel_lengths", ctypes.c_void_p), ("mel_weights", ctypes.c_void_p)]
+        ("mel_starts", ctypes.c_void_p), ("mel_lengths", ctypes.c_void_p), ("mel_weights", ctypes.c_void_p),
+        ("int8_frames", ctypes.c_int32), ("in_scale", ctypes.c_float), ("in_zero_point", ctypes.c_int32)]
 
 
 class CFrontend:
     """The C front end built from a bundle's frontend.json dict (spec fields + tables)."""
 
-    def __init__(self, lib: KwsLib, spec: dict):
+    def __init__(self, lib: KwsLib, spec: dict, quantization: tuple[float, int] | None = None):
+        """``quantization``: (scale, zero_point) keeps the rolling window as int8 (the board's mode)."""
         self._lib = L = lib.lib
         tables = spec["tables"]
         self._starts = np.asarray(tables["mel_starts"], dtype=np.int32)
@@ -168,7 +170,8 @@ class CFrontend:
         cfg = self.cfg = _FrontendConfig(spec["window_length"], spec["hop_length"], spec["n_fft"], spec["n_mels"],
                                          spec["n_coeffs"], n_frames, int(spec["kind"] == "logmel"),
                                          spec["pcm_scale"], spec["log_floor"], self._starts.ctypes.data,
-                                         self._lengths.ctypes.data, self._weights.ctypes.data)
+                                         self._lengths.ctypes.data, self._weights.ctypes.data,
+                                         int(quantization is not None), *(quantization or (0.0, 0)))
         self.n_frames, self.n_coeffs, self.window_length = n_frames, spec["n_coeffs"], spec["window_length"]
         L.kws_frontend_mem_size.argtypes = [ctypes.POINTER(_FrontendConfig)]
         L.kws_frontend_mem_size.restype = ctypes.c_size_t
@@ -177,13 +180,18 @@ class CFrontend:
         L.kws_frontend_push.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         L.kws_frontend_push.restype = ctypes.c_int32
         L.kws_frontend_features.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        L.kws_frontend_features.restype = ctypes.c_int
         L.kws_frontend_features_int8.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_int32]
+        L.kws_frontend_features_int8.restype = ctypes.c_int
+        L.kws_frontend_heap_scratch_bytes.argtypes = [ctypes.POINTER(_FrontendConfig)]
+        L.kws_frontend_heap_scratch_bytes.restype = ctypes.c_size_t
         L.kws_frontend_frame.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         L.kws_frontend_reset.argtypes = [ctypes.c_void_p]
         L.kws_frontend_frames_ready.argtypes = [ctypes.c_void_p]
         L.kws_frontend_frames_ready.restype = ctypes.c_int32
         L.kws_quantize_features.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_float, ctypes.c_int32]
         self.mem_size = L.kws_frontend_mem_size(ctypes.byref(cfg))
+        self.heap_scratch_bytes = L.kws_frontend_heap_scratch_bytes(ctypes.byref(cfg))
         if not self.mem_size:
             raise KwsError("invalid front end configuration")
         self._mem = ctypes.create_string_buffer(self.mem_size)
@@ -207,12 +215,14 @@ class CFrontend:
 
     def features(self) -> np.ndarray:
         out = np.empty((self.n_frames, self.n_coeffs), dtype=np.float32)
-        self._lib.kws_frontend_features(self.handle, out.ctypes.data)
+        if self._lib.kws_frontend_features(self.handle, out.ctypes.data):
+            raise KwsError("the rolling window is kept as int8")
         return out
 
     def features_int8(self, scale: float, zero_point: int) -> np.ndarray:
         out = np.empty((self.n_frames, self.n_coeffs), dtype=np.int8)
-        self._lib.kws_frontend_features_int8(self.handle, out.ctypes.data, scale, zero_point)
+        if self._lib.kws_frontend_features_int8(self.handle, out.ctypes.data, scale, zero_point):
+            raise KwsError("the rolling window is kept as int8 with another quantisation")
         return out
 
     def clip_features(self, pcm: np.ndarray) -> np.ndarray:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +142,87 @@ def test_streaming_window_equals_clip_features(lib):
     fe.reset()
     fe.push(pcm[:at])
     np.testing.assert_array_equal(fe.features(), expected)
+
+
+def _stream(arrays):
+    return np.concatenate([arrays["vowel_word.pcm"], arrays["chirps_noise.pcm"], arrays["vowel_word.pcm"]])
+
+
+@pytest.mark.parametrize("preset", ["mfcc10", "mfcc13", "logmel40"])
+def test_int8_rolling_window_equals_quantising_the_float_one(lib, preset):
+    """The board keeps the rolling window as int8 (a quarter of the memory): every read must
+    equal quantising the float window, at every point of a stream."""
+    arrays, manifest = _golden()
+    q = manifest["quantization"]
+    spec = json.loads((GOLDEN / f"frontend_{preset}.json").read_text())
+    as_float = cb.CFrontend(lib, spec)
+    as_int8 = cb.CFrontend(lib, spec, quantization=(q["scale"], q["zero_point"]))
+    assert as_int8.mem_size <= as_float.mem_size - 3 * as_float.n_frames * as_float.n_coeffs + 8  # + alignment
+    pcm = _stream(arrays)
+    for at in range(0, len(pcm), 1111):
+        assert as_float.push(pcm[at : at + 1111]) == as_int8.push(pcm[at : at + 1111])
+        np.testing.assert_array_equal(as_int8.features_int8(q["scale"], q["zero_point"]),
+                                      as_float.features_int8(q["scale"], q["zero_point"]))
+    with pytest.raises(cb.KwsError, match="kept as int8"):
+        as_int8.features()
+    with pytest.raises(cb.KwsError, match="another quantisation"):
+        as_int8.features_int8(q["scale"] * 2, q["zero_point"])
+    with pytest.raises(cb.KwsError):
+        cb.CFrontend(lib, spec, quantization=(0.0, 0))
+    with pytest.raises(cb.KwsError):
+        cb.CFrontend(lib, spec, quantization=(q["scale"], 128))
+
+
+def test_frame_scratch_on_the_stack_or_in_memory_gives_the_same_features(lib):
+    """A frame's scratch is on the C stack when it fits KWS_FRONTEND_STACK_BYTES, else in
+    the front end's memory: both paths compute the same bits."""
+    arrays, _ = _golden()
+    in_memory = cb.KwsLib(cb.build_shared(extra_flags=("-DKWS_FRONTEND_STACK_BYTES=64",)))
+    pcm = _stream(arrays)
+    for preset in ("mfcc10", "logmel40"):
+        spec = json.loads((GOLDEN / f"frontend_{preset}.json").read_text())
+        on_stack, in_mem = cb.CFrontend(lib, spec), cb.CFrontend(in_memory, spec)
+        assert on_stack.heap_scratch_bytes == 0 and in_mem.heap_scratch_bytes > 2048
+        assert in_mem.mem_size == on_stack.mem_size + in_mem.heap_scratch_bytes
+        for at in range(0, len(pcm), 4000):
+            on_stack.push(pcm[at : at + 4000])
+            in_mem.push(pcm[at : at + 4000])
+            np.testing.assert_array_equal(on_stack.features(), in_mem.features())
+        np.testing.assert_array_equal(on_stack.frame(pcm[:480]), in_mem.frame(pcm[:480]))
+
+
+@pytest.mark.parametrize("preset", ["mfcc10", "mfcc13", "logmel40"])
+def test_front_end_memory_twin_equals_the_c_allocation(lib, preset):
+    """kws_frontend_memory (budgets, simulate) computes what kws_frontend_mem_size asks for."""
+    from kws_kit.kws_frontend_memory import kws_frontend_mem_bytes
+
+    spec = json.loads((GOLDEN / f"frontend_{preset}.json").read_text())
+    for quantization in (None, (0.25, -3)):
+        fe = cb.CFrontend(lib, spec, quantization=quantization)
+        assert kws_frontend_mem_bytes(spec, pointer_bytes=8, int8_frames=quantization is not None) == fe.mem_size
+    in_memory = cb.KwsLib(cb.build_shared(extra_flags=("-DKWS_FRONTEND_STACK_BYTES=64",)))
+    assert kws_frontend_mem_bytes(spec, 8, int8_frames=False, stack_bytes=64) == cb.CFrontend(in_memory, spec).mem_size
+
+
+def _frontend_struct_size(cc: str, flags: list[str], tmp_path) -> int:
+    probe = tmp_path / "probe.c"
+    probe.write_text('#include "kws_frontend.c"\n'
+                     '__attribute__((section(".probe"))) const unsigned probe_size = sizeof(struct kws_frontend);\n')
+    obj = tmp_path / "probe.o"
+    subprocess.run([cc, *flags, f"-I{cb.SRC}", "-c", str(probe), "-o", str(obj)], check=True)
+    objdump = shutil.which(cc.replace("gcc", "objdump")) or shutil.which("objdump")
+    dump = subprocess.run([objdump, "-s", "-j", ".probe", str(obj)], capture_output=True, text=True, check=True).stdout
+    return int.from_bytes(bytes.fromhex(dump.strip().splitlines()[-1].split()[1]), "little")
+
+
+def test_front_end_struct_sizes_of_the_twin(tmp_path):
+    from kws_kit.kws_frontend_memory import KWS_FRONTEND_STRUCT_BYTES
+
+    assert _frontend_struct_size(cb.compiler(), [], tmp_path) == KWS_FRONTEND_STRUCT_BYTES[8]
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+    assert _frontend_struct_size("arm-none-eabi-gcc", flags, tmp_path) == KWS_FRONTEND_STRUCT_BYTES[4]
 
 
 def test_frontend_rejects_bad_tables(lib):

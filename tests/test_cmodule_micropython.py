@@ -48,6 +48,19 @@ for a in range(0, len(pcm), 640):
 q = bytearray(fe.n_frames * fe.n_coeffs)
 fe.features_int8(q, float(sys.argv[5]), int(sys.argv[6]))
 print("fe", n, fe.frames_ready, bytes(q).hex())
+fe8 = kws.Frontend(spec, float(sys.argv[5]), int(sys.argv[6]))
+for a in range(0, len(pcm), 640):
+    fe8.push(pcm[a:a + 640])
+q8 = bytearray(fe8.n_frames * fe8.n_coeffs)
+fe8.features_int8(q8, float(sys.argv[5]), int(sys.argv[6]))
+print("fe8", bytes(q8).hex())
+for call in (lambda: fe8.features(bytearray(4 * len(q8))), lambda: fe8.features_int8(q8, 1.0, 0),
+             lambda: kws.Frontend(spec, 0.0, 0), lambda: kws.Frontend(spec, 1.0)):
+    try:
+        call()
+        print("noerr")
+    except (ValueError, TypeError) as e:
+        print("err8", type(e).__name__)
 """
 
 
@@ -72,7 +85,8 @@ def test_binding_model_and_frontend_match_the_host(zoo_tflite, tmp_path):
                            str(GOLDEN / "frontend_mfcc10.json"), str(tmp_path / "pcm.bin"), repr(q["scale"]),
                            str(q["zero_point"])], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert proc.stdout.count("err8 ") == 4 and "noerr" not in proc.stdout, proc.stdout
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if not line.startswith("err8"))
     size_in, size_out, zp_in, zp_out, arena_used, _ = lines["meta"].split()
     assert (int(size_in), int(size_out), int(zp_out)) == (490, 12, -128) and int(arena_used) > 0
     assert "damaged" in lines["err"] and "arena too small" in lines["mem"]
@@ -82,3 +96,5 @@ def test_binding_model_and_frontend_match_the_host(zoo_tflite, tmp_path):
     assert int(n) == 49 and int(ready) == 49
     np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(features), np.int8).reshape(49, 10),
                                   arrays["vowel_word.mfcc10.int8"])
+    # the board's mode (kws.Frontend made with the input quantisation): the same int8 features
+    assert lines["fe8"] == features

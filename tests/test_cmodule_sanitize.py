@@ -84,6 +84,13 @@ def test_frontend_under_sanitizers(driver, tmp_path):
     got = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.float32).reshape(49, 13)
     ref = arrays["chirps_noise.mfcc13"]
     assert (np.abs(got - ref).max(1) / np.maximum(1, np.abs(ref).max(1))).max() < 1e-3
+    # the board's mode: the rolling window kept as int8
+    scale, zero_point = 0.25, -3
+    proc = _run([driver, "frontend", tmp_path / "cfg.txt", tmp_path / "pcm.bin", tmp_path / "q.bin", scale, zero_point])
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    got_q = np.frombuffer((tmp_path / "q.bin").read_bytes(), np.int8).reshape(49, 13)
+    expected = np.clip(np.floor(got / np.float32(scale) + np.float32(zero_point) + np.float32(0.5)), -128, 127)
+    np.testing.assert_array_equal(got_q, expected.astype(np.int8))
 
 
 @needs_asan

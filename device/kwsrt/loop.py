@@ -180,7 +180,8 @@ class KwsFrontend:
     """The C module's front end (``kws.Frontend``) behind StreamingFrontend's interface."""
 
     def __init__(self, kws_module, frontend_config, input_scale, input_zero_point):
-        self._fe = kws_module.Frontend(frontend_config)
+        # with the input quantisation the C front end keeps its rolling window as int8
+        self._fe = kws_module.Frontend(frontend_config, input_scale, input_zero_point)
         self.n_coeffs = frontend_config["n_coeffs"]
         self.n_frames = 1 + (frontend_config["clip_samples"] - frontend_config["window_length"]) // frontend_config["hop_length"]
         self.frames_done = 0

@@ -68,7 +68,6 @@ static void cos_sin_d(double x, double *c, double *s) {
 }
 
 static double cos_d(double x) { double c, s; cos_sin_d(x, &c, &s); return c; }
-static double sin_d(double x) { double c, s; cos_sin_d(x, &c, &s); return s; }
 
 /* Correctly rounded sqrt(v) for 0 < v < 2^500: Newton from sqrtf, then the
  * exact residual v - y*y (Dekker's product, no fused multiply-add needed)
@@ -110,16 +109,15 @@ static double sqrt_d(double v) {
 struct kws_frontend {
     kws_frontend_config cfg;
     int32_t bins_used, n_weights, fill, skip, head, total;
-    float *window;        /* hann * pcm_scale */
-    float *twiddle;       /* cos, sin of 2*pi*k/n_fft, k < n_fft/2, interleaved */
-    float *fft;           /* n_fft floats: n_fft/2 complex values */
-    float *power;         /* bins_used */
-    float *log_mel;       /* n_mels */
-    int32_t *starts, *lengths;
+    float *window;        /* hann * pcm_scale, n <= window_length / 2 (w[n] == w[wl - n], checked bit for bit) */
+    float *quarter_cos;   /* cos(2*pi*j/n_fft), j <= n_fft / 4: every twiddle (see "Twiddles") */
+    float *scratch;       /* frame scratch, NULL: on the stack (see frame_scratch_floats) */
+    int16_t *starts, *lengths;
     float *weights;
     float *dct;           /* n_coeffs x n_mels, NULL for log-mel */
     int16_t *samples;     /* window_length */
-    float *frames;        /* n_frames x n_coeffs ring */
+    float *frames;        /* n_frames x n_coeffs ring, float (NULL when int8) */
+    int8_t *frames_q;     /* the same ring, int8 (cfg.int8_frames) */
 };
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
@@ -144,24 +142,39 @@ static int config_ok(const kws_frontend_config *c) {
     if (c->logmel && c->n_coeffs != c->n_mels) return 0;
     if (c->n_frames < 1 || c->n_frames > 4096) return 0;
     if (!(c->pcm_scale > 0.0f) || !(c->log_floor > 0.0f)) return 0;
+    if (c->int8_frames && !(c->in_scale > 0.0f && c->in_scale < 1e30f)) return 0;
+    if (c->int8_frames && (c->in_zero_point < -128 || c->in_zero_point > 127)) return 0;
     int32_t used;
     return config_weights(c, &used) >= 0;
+}
+
+/* Floats one frame needs while it is computed: the FFT buffer (n_fft / 2 complex
+ * values), the power of the bins the mel bands use, the log-mel energies and the
+ * frame's coefficients before they enter the int8 ring. */
+static size_t frame_scratch_floats(const kws_frontend_config *c, int32_t bins_used) {
+    return (size_t)c->n_fft + (size_t)bins_used + 1 + (size_t)c->n_mels + (size_t)c->n_coeffs;
+}
+
+size_t kws_frontend_heap_scratch_bytes(const kws_frontend_config *c) {
+    if (!config_ok(c)) return 0;
+    int32_t used;
+    config_weights(c, &used);
+    size_t bytes = 4 * frame_scratch_floats(c, used);
+    return bytes <= KWS_FRONTEND_STACK_BYTES ? 0 : align8(bytes);
 }
 
 size_t kws_frontend_mem_size(const kws_frontend_config *c) {
     if (!config_ok(c)) return 0;
     int32_t used, nw = config_weights(c, &used);
     size_t s = align8(sizeof(kws_frontend)) + 8;
-    s += align8(4 * (size_t)c->window_length);
-    s += align8(4 * (size_t)c->n_fft);            /* twiddles */
-    s += align8(4 * (size_t)c->n_fft);            /* fft buffer */
-    s += align8(4 * (size_t)(used + 1));
-    s += align8(4 * (size_t)c->n_mels);
-    s += 2 * align8(4 * (size_t)c->n_mels);
+    s += align8(4 * (size_t)(c->window_length / 2 + 1));
+    s += align8(4 * (size_t)(c->n_fft / 4 + 1));
+    s += kws_frontend_heap_scratch_bytes(c);
+    s += 2 * align8(2 * (size_t)c->n_mels);
     s += align8(4 * (size_t)nw);
     if (!c->logmel) s += align8(4 * (size_t)c->n_coeffs * c->n_mels);
     s += align8(2 * (size_t)c->window_length);
-    s += align8(4 * (size_t)c->n_frames * c->n_coeffs);
+    s += align8((c->int8_frames ? 1 : 4) * (size_t)c->n_frames * c->n_coeffs);
     return s;
 }
 
@@ -192,30 +205,29 @@ int kws_frontend_init(kws_frontend **out, const kws_frontend_config *c, void *me
     fe->cfg = *c;
     fe->n_weights = config_weights(c, &fe->bins_used);
     const int32_t wl = c->window_length, nf = c->n_fft;
-    fe->window = (float *)take(&p, 4 * (size_t)wl);
-    fe->twiddle = (float *)take(&p, 4 * (size_t)nf);
-    fe->fft = (float *)take(&p, 4 * (size_t)nf);
-    fe->power = (float *)take(&p, 4 * (size_t)(fe->bins_used + 1));
-    fe->log_mel = (float *)take(&p, 4 * (size_t)c->n_mels);
-    fe->starts = (int32_t *)take(&p, 4 * (size_t)c->n_mels);
-    fe->lengths = (int32_t *)take(&p, 4 * (size_t)c->n_mels);
+    const size_t heap_scratch = kws_frontend_heap_scratch_bytes(c);
+    fe->window = (float *)take(&p, 4 * (size_t)(wl / 2 + 1));
+    fe->quarter_cos = (float *)take(&p, 4 * (size_t)(nf / 4 + 1));
+    fe->scratch = heap_scratch ? (float *)take(&p, heap_scratch) : NULL;
+    fe->starts = (int16_t *)take(&p, 2 * (size_t)c->n_mels);
+    fe->lengths = (int16_t *)take(&p, 2 * (size_t)c->n_mels);
     fe->weights = (float *)take(&p, 4 * (size_t)fe->n_weights);
     fe->dct = c->logmel ? NULL : (float *)take(&p, 4 * (size_t)c->n_coeffs * c->n_mels);
     fe->samples = (int16_t *)take(&p, 2 * (size_t)wl);
-    fe->frames = (float *)take(&p, 4 * (size_t)c->n_frames * c->n_coeffs);
+    if (c->int8_frames) fe->frames_q = (int8_t *)take(&p, (size_t)c->n_frames * c->n_coeffs);
+    else fe->frames = (float *)take(&p, 4 * (size_t)c->n_frames * c->n_coeffs);
     const double pi = KWS_PI, half = (double)1 / 2, one = 1, two = 2;
-    for (int32_t n = 0; n < wl; ++n)
+    for (int32_t n = 0; n <= wl / 2; ++n)
         fe->window[n] = (float)((half - half * cos_d(two * pi * n / wl)) * (double)c->pcm_scale);
-    for (int32_t k = 0; k < nf / 2; ++k) {
-        fe->twiddle[2 * k] = (float)cos_d(two * pi * k / nf);
-        fe->twiddle[2 * k + 1] = (float)sin_d(two * pi * k / nf);
+    for (int32_t j = 0; j <= nf / 4; ++j) fe->quarter_cos[j] = (float)cos_d(two * pi * j / nf);
+    for (int32_t m = 0; m < c->n_mels; ++m) {
+        fe->starts[m] = (int16_t)c->mel_starts[m];   /* config_ok: both <= n_fft / 2 + 1 <= 4097 */
+        fe->lengths[m] = (int16_t)c->mel_lengths[m];
     }
-    memcpy(fe->starts, c->mel_starts, 4 * (size_t)c->n_mels);
-    memcpy(fe->lengths, c->mel_lengths, 4 * (size_t)c->n_mels);
     if (fe->n_weights) memcpy(fe->weights, c->mel_weights, 4 * (size_t)fe->n_weights);
-    fe->cfg.mel_starts = fe->starts;
-    fe->cfg.mel_lengths = fe->lengths;
-    fe->cfg.mel_weights = fe->weights;
+    fe->cfg.mel_starts = NULL; /* the caller's tables need not outlive init */
+    fe->cfg.mel_lengths = NULL;
+    fe->cfg.mel_weights = NULL;
     if (fe->dct) {
         for (int32_t k = 0; k < c->n_coeffs; ++k)
             for (int32_t m = 0; m < c->n_mels; ++m) {
@@ -230,12 +242,39 @@ int kws_frontend_init(kws_frontend **out, const kws_frontend_config *c, void *me
 }
 
 void kws_frontend_reset(kws_frontend *fe) {
+    const size_t n = (size_t)fe->cfg.n_frames * fe->cfg.n_coeffs;
     fe->fill = fe->skip = fe->head = fe->total = 0;
-    memset(fe->frames, 0, 4 * (size_t)fe->cfg.n_frames * fe->cfg.n_coeffs);
+    if (fe->frames_q) { /* rows not yet computed read as quantised zeros, as in the float ring */
+        const float zero = 0.0f;
+        int8_t q0;
+        kws_quantize_features(&zero, &q0, 1, fe->cfg.in_scale, fe->cfg.in_zero_point);
+        memset(fe->frames_q, (uint8_t)q0, n);
+    } else {
+        memset(fe->frames, 0, 4 * n);
+    }
 }
 
-/* In-place radix-2 complex FFT of m points (interleaved re/im); twiddles for 2m points. */
-static void complex_fft(float *z, int32_t m, const float *tw) {
+/* Twiddles from the quarter-wave table qc[j] = cos(2*pi*j/n_fft), j <= quarter =
+ * n_fft/4: for 0 <= k <= quarter, cos = qc[k] and sin = qc[quarter - k]; for
+ * quarter < k < n_fft/2, cos = -qc[2 quarter - k] and sin = qc[k - quarter].
+ * These equal the full tables computed directly (cos_d / sin_d of 2*pi*k/n_fft,
+ * then float) bit for bit, except sin(0): cos_d(pi/2) is 6e-17 (pi/2 rounded to
+ * double), the direct sin(0) is exactly 0, so k = 0 uses 0. */
+
+/* a macro, not a function: -Os (MicroPython's stm32 build) would not inline it */
+#define KWS_BUTTERFLY(a, b, wr_, wi_) do { \
+        const float wr = (wr_), wi = (wi_); \
+        const float br = (b)[0] * wr - (b)[1] * wi, bi = (b)[0] * wi + (b)[1] * wr; \
+        (b)[0] = (a)[0] - br; (b)[1] = (a)[1] - bi; \
+        (a)[0] += br; (a)[1] += bi; \
+    } while (0)
+
+/* In-place radix-2 complex FFT of m points (interleaved re/im); the quarter-wave
+ * table is for 2m points. Within a block the twiddle index k*step runs through
+ * the first quarter of the circle (cos = qc[i], sin = qc[quarter - i]) and then
+ * the second (cos = -qc[2 quarter - i], sin = qc[i - quarter]): two branch-free
+ * loops, with the same float values as a full table (see "Twiddles"). */
+static void complex_fft(float *z, int32_t m, const float *qc) {
     for (int32_t i = 1, j = 0; i < m; ++i) {
         int32_t bit = m >> 1;
         for (; j & bit; bit >>= 1) j ^= bit;
@@ -246,27 +285,32 @@ static void complex_fft(float *z, int32_t m, const float *tw) {
             z[2 * j] = tr; z[2 * j + 1] = ti;
         }
     }
+    const int32_t quarter = m / 2;
     for (int32_t len = 2; len <= m; len <<= 1) {
-        const int32_t half = len >> 1, step = 2 * (m / len); /* twiddle stride in the 2m-point table */
+        const int32_t half = len >> 1, step = m / half; /* k * step indexes the 2m-point circle */
         for (int32_t start = 0; start < m; start += len) {
-            for (int32_t k = 0; k < half; ++k) {
-                const float wr = tw[2 * (k * step)], wi = -tw[2 * (k * step) + 1];
-                float *a = z + 2 * (start + k), *b = z + 2 * (start + k + half);
-                const float br = b[0] * wr - b[1] * wi, bi = b[0] * wi + b[1] * wr;
-                b[0] = a[0] - br; b[1] = a[1] - bi;
-                a[0] += br; a[1] += bi;
-            }
+            float *a = z + 2 * start, *b = z + 2 * (start + half);
+            KWS_BUTTERFLY(a, b, 1.0f, -0.0f); /* k = 0: cos 1, sin 0 */
+            int32_t k = 1, i = step;
+            for (; k <= half / 2; ++k, i += step)
+                KWS_BUTTERFLY(a + 2 * k, b + 2 * k, qc[i], -qc[quarter - i]);
+            for (; k < half; ++k, i += step)
+                KWS_BUTTERFLY(a + 2 * k, b + 2 * k, -qc[2 * quarter - i], -qc[i - quarter]);
         }
     }
 }
 
-void kws_frontend_frame(kws_frontend *fe, const int16_t *pcm, float *out) {
+/* One frame with the scratch at z (frame_scratch_floats floats). */
+static void frame_with(kws_frontend *fe, const int16_t *pcm, float *out, float *z) {
     const kws_frontend_config *c = &fe->cfg;
-    const int32_t nf = c->n_fft, m = nf / 2;
-    float *z = fe->fft;
-    for (int32_t n = 0; n < c->window_length; ++n) z[n] = (float)pcm[n] * fe->window[n];
-    for (int32_t n = c->window_length; n < nf; ++n) z[n] = 0.0f;
-    complex_fft(z, m, fe->twiddle);
+    const int32_t nf = c->n_fft, m = nf / 2, wl = c->window_length, quarter = nf / 4;
+    float *power = z + nf, *log_mel = power + fe->bins_used + 1;
+    const float *w = fe->window;
+    int32_t n = 0;
+    for (; n <= wl / 2; ++n) z[n] = (float)pcm[n] * w[n];
+    for (; n < wl; ++n) z[n] = (float)pcm[n] * w[wl - n];
+    for (; n < nf; ++n) z[n] = 0.0f;
+    complex_fft(z, m, fe->quarter_cos);
     /* split: X[k] = E[k] + W^k O[k] with E, O from Z[k] and conj(Z[m-k]) */
     for (int32_t k = 0; k < fe->bins_used; ++k) {
         const int32_t a = k % m, b = (m - k) % m;
@@ -275,33 +319,58 @@ void kws_frontend_frame(kws_frontend *fe, const int16_t *pcm, float *out) {
         const float dr = 0.5f * (zr - cr), di = 0.5f * (zi - ci);
         /* O = D / i = (di, -dr) */
         const float orr = di, oi = -dr;
+        const float *qc = fe->quarter_cos; /* W^k = cos - i sin of 2*pi*k/n_fft ("Twiddles") */
         float wr, wi;
-        if (k < m) { wr = fe->twiddle[2 * k]; wi = -fe->twiddle[2 * k + 1]; }
+        if (k <= quarter) { wr = qc[k]; wi = k ? -qc[quarter - k] : -0.0f; }
+        else if (k < m) { wr = -qc[2 * quarter - k]; wi = -qc[k - quarter]; }
         else { wr = -1.0f; wi = 0.0f; }
         const float xr = er + (orr * wr - oi * wi), xi = ei + (orr * wi + oi * wr);
-        fe->power[k] = xr * xr + xi * xi;
+        power[k] = xr * xr + xi * xi;
     }
-    const float *w = fe->weights;
+    const float *mw = fe->weights;
     for (int32_t b = 0; b < c->n_mels; ++b) {
         float acc = 0.0f;
-        const float *p = fe->power + fe->starts[b];
-        for (int32_t i = 0; i < fe->lengths[b]; ++i) acc += w[i] * p[i];
-        w += fe->lengths[b];
-        fe->log_mel[b] = logf(acc > c->log_floor ? acc : c->log_floor);
+        const float *p = power + fe->starts[b];
+        const int32_t len = fe->lengths[b];
+        for (int32_t i = 0; i < len; ++i) acc += mw[i] * p[i];
+        mw += len;
+        log_mel[b] = logf(acc > c->log_floor ? acc : c->log_floor);
     }
     if (!fe->dct) {
-        memcpy(out, fe->log_mel, 4 * (size_t)c->n_mels);
+        memcpy(out, log_mel, 4 * (size_t)c->n_mels);
         return;
     }
     for (int32_t k = 0; k < c->n_coeffs; ++k) {
         const float *d = fe->dct + (size_t)k * c->n_mels;
         float acc = 0.0f;
-        for (int32_t b = 0; b < c->n_mels; ++b) acc += d[b] * fe->log_mel[b];
+        for (int32_t b = 0; b < c->n_mels; ++b) acc += d[b] * log_mel[b];
         out[k] = acc;
     }
 }
 
-int32_t kws_frontend_push(kws_frontend *fe, const int16_t *samples, size_t n) {
+/* One frame into the rolling window's newest row. */
+static void frame_into_ring(kws_frontend *fe, float *z) {
+    const kws_frontend_config *c = &fe->cfg;
+    const size_t row = (size_t)fe->head * c->n_coeffs;
+    if (fe->frames_q) {
+        float *coeffs = z + c->n_fft + fe->bins_used + 1 + c->n_mels;
+        frame_with(fe, fe->samples, coeffs, z);
+        kws_quantize_features(coeffs, fe->frames_q + row, (size_t)c->n_coeffs, c->in_scale, c->in_zero_point);
+    } else {
+        frame_with(fe, fe->samples, fe->frames + row, z);
+    }
+}
+
+void kws_frontend_frame(kws_frontend *fe, const int16_t *pcm, float *out) {
+    if (fe->scratch) {
+        frame_with(fe, pcm, out, fe->scratch);
+    } else {
+        float z[KWS_FRONTEND_STACK_BYTES / 4];
+        frame_with(fe, pcm, out, z);
+    }
+}
+
+static int32_t push_with(kws_frontend *fe, const int16_t *samples, size_t n, float *z) {
     const kws_frontend_config *c = &fe->cfg;
     int32_t produced = 0;
     while (n > 0) {
@@ -319,7 +388,7 @@ int32_t kws_frontend_push(kws_frontend *fe, const int16_t *samples, size_t n) {
         samples += take_n;
         n -= take_n;
         if (fe->fill == c->window_length) {
-            kws_frontend_frame(fe, fe->samples, fe->frames + (size_t)fe->head * c->n_coeffs);
+            frame_into_ring(fe, z);
             fe->head = (fe->head + 1) % c->n_frames;
             ++fe->total;
             ++produced;
@@ -335,16 +404,24 @@ int32_t kws_frontend_push(kws_frontend *fe, const int16_t *samples, size_t n) {
     return produced;
 }
 
+int32_t kws_frontend_push(kws_frontend *fe, const int16_t *samples, size_t n) {
+    if (fe->scratch) return push_with(fe, samples, n, fe->scratch);
+    float z[KWS_FRONTEND_STACK_BYTES / 4];
+    return push_with(fe, samples, n, z);
+}
+
 int32_t kws_frontend_frames_ready(const kws_frontend *fe) {
     return fe->total < fe->cfg.n_frames ? fe->total : fe->cfg.n_frames;
 }
 
-void kws_frontend_features(const kws_frontend *fe, float *out) {
+int kws_frontend_features(const kws_frontend *fe, float *out) {
     const int32_t nc = fe->cfg.n_coeffs, nfr = fe->cfg.n_frames;
+    if (!fe->frames) return KWS_ERR_ARG;
     for (int32_t i = 0; i < nfr; ++i) {
         const int32_t row = (fe->head + i) % nfr; /* head is the oldest once the ring is full */
         memcpy(out + (size_t)i * nc, fe->frames + (size_t)row * nc, 4 * (size_t)nc);
     }
+    return KWS_OK;
 }
 
 void kws_quantize_features(const float *x, int8_t *q, size_t n, float scale, int32_t zero_point) {
@@ -358,12 +435,21 @@ void kws_quantize_features(const float *x, int8_t *q, size_t n, float scale, int
     }
 }
 
-void kws_frontend_features_int8(const kws_frontend *fe, int8_t *out, float scale, int32_t zero_point) {
+int kws_frontend_features_int8(const kws_frontend *fe, int8_t *out, float scale, int32_t zero_point) {
     const int32_t nc = fe->cfg.n_coeffs, nfr = fe->cfg.n_frames;
+    if (fe->frames_q) {
+        if (scale != fe->cfg.in_scale || zero_point != fe->cfg.in_zero_point) return KWS_ERR_ARG;
+        for (int32_t i = 0; i < nfr; ++i) {
+            const int32_t row = (fe->head + i) % nfr;
+            memcpy(out + (size_t)i * nc, fe->frames_q + (size_t)row * nc, (size_t)nc);
+        }
+        return KWS_OK;
+    }
     for (int32_t i = 0; i < nfr; ++i) {
         const int32_t row = (fe->head + i) % nfr;
         kws_quantize_features(fe->frames + (size_t)row * nc, out + (size_t)i * nc, (size_t)nc, scale, zero_point);
     }
+    return KWS_OK;
 }
 
 int32_t kws_frontend_n_coeffs(const kws_frontend *fe) { return fe->cfg.n_coeffs; }

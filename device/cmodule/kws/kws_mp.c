@@ -114,13 +114,24 @@ static mp_obj_t dict_get(mp_obj_t dict, qstr key) {
 }
 
 static mp_obj_t mp_kws_frontend_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
-    mp_arg_check_num(n_args, n_kw, 1, 1, false);
+    /* kws.Frontend(spec[, scale, zero_point]): with the model's input quantisation the
+     * rolling window is kept as int8 (a quarter of the memory) and only features_int8
+     * with that quantisation reads it */
+    mp_arg_check_num(n_args, n_kw, 1, 3, false);
+    if (n_args == 2) {
+        mp_raise_TypeError(MP_ERROR_TEXT("kws.Frontend(spec[, scale, zero_point])"));
+    }
     mp_obj_t spec = args[0];
     if (!mp_obj_is_type(spec, &mp_type_dict)) {
         mp_raise_TypeError(MP_ERROR_TEXT("kws.Frontend needs the frontend.json dict"));
     }
     kws_frontend_config cfg;
     memset(&cfg, 0, sizeof(cfg));
+    if (n_args == 3) {
+        cfg.int8_frames = 1;
+        cfg.in_scale = (float)mp_obj_get_float(args[1]);
+        cfg.in_zero_point = (int32_t)mp_obj_get_int(args[2]);
+    }
     cfg.window_length = mp_obj_get_int(dict_get(spec, MP_QSTR_window_length));
     cfg.hop_length = mp_obj_get_int(dict_get(spec, MP_QSTR_hop_length));
     cfg.n_fft = mp_obj_get_int(dict_get(spec, MP_QSTR_n_fft));
@@ -163,7 +174,7 @@ static mp_obj_t mp_kws_frontend_make_new(const mp_obj_type_t *type, size_t n_arg
     kws_frontend_obj_t *self = mp_obj_malloc(kws_frontend_obj_t, type);
     self->mem_size = kws_frontend_mem_size(&cfg);
     if (!self->mem_size) {
-        mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: invalid spec"));
+        mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: invalid spec or input quantisation"));
     }
     self->mem = m_new(uint8_t, self->mem_size);
     kws_error err;
@@ -193,7 +204,9 @@ static mp_obj_t mp_kws_frontend_features_int8(size_t n_args, const mp_obj_t *arg
     if (b.len != (size_t)(self->n_frames * self->n_coeffs)) {
         mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: output buffer must hold n_frames * n_coeffs bytes"));
     }
-    kws_frontend_features_int8(self->fe, (int8_t *)b.buf, (float)mp_obj_get_float(args[2]), (int32_t)mp_obj_get_int(args[3]));
+    if (kws_frontend_features_int8(self->fe, (int8_t *)b.buf, (float)mp_obj_get_float(args[2]), (int32_t)mp_obj_get_int(args[3])) != KWS_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: the window is kept as int8 with another scale / zero point"));
+    }
     return args[1];
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(kws_frontend_features_int8_obj, 4, 4, mp_kws_frontend_features_int8);
@@ -205,7 +218,9 @@ static mp_obj_t mp_kws_frontend_features(mp_obj_t self_in, mp_obj_t out) {
     if (b.len != 4 * (size_t)(self->n_frames * self->n_coeffs)) {
         mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: output buffer must hold n_frames * n_coeffs float32"));
     }
-    kws_frontend_features(self->fe, (float *)b.buf);
+    if (kws_frontend_features(self->fe, (float *)b.buf) != KWS_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("kws.Frontend: the window is kept as int8 (made with scale, zero_point)"));
+    }
     return out;
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(kws_frontend_features_obj, mp_kws_frontend_features);

@@ -176,6 +176,11 @@ static int cmd_frontend(int argc, char **argv) {
     for (int i = 0; i < total; ++i) if (fscanf(f, "%f", &weights[i]) != 1) return 2;
     fclose(f);
     c.mel_starts = starts; c.mel_lengths = lengths; c.mel_weights = weights;
+    if (argc >= 7) { /* int8 rolling window: write int8 features */
+        c.int8_frames = 1;
+        c.in_scale = strtof(argv[5], NULL);
+        c.in_zero_point = atoi(argv[6]);
+    }
     size_t mem_size = kws_frontend_mem_size(&c);
     void *mem = malloc(mem_size);
     kws_frontend *fe;
@@ -193,9 +198,15 @@ static int cmd_frontend(int argc, char **argv) {
     }
     size_t n_out = (size_t)c.n_frames * c.n_coeffs;
     float *out = (float *)malloc(4 * n_out);
-    kws_frontend_features(fe, out);
     f = fopen(argv[4], "wb");
-    fwrite(out, 4, n_out, f);
+    if (c.int8_frames) {
+        if (kws_frontend_features((const kws_frontend *)fe, out) != KWS_ERR_ARG) { printf("error float read of int8\n"); return 1; }
+        if (kws_frontend_features_int8(fe, (int8_t *)out, c.in_scale, c.in_zero_point) != KWS_OK) return 1;
+        fwrite(out, 1, n_out, f);
+    } else {
+        if (kws_frontend_features(fe, out) != KWS_OK) return 1;
+        fwrite(out, 4, n_out, f);
+    }
     fclose(f);
     printf("ok frames %d\n", kws_frontend_frames_ready(fe));
     free(out); free(pcm); free(mem); free(starts); free(lengths); free(weights);
