@@ -10,9 +10,13 @@
  *   mic SEL/LR to GND (left slot), VDD 3V3, GND.
  *
  * The SAI runs as I2S master receiver with two 32-bit slots (64 BCLK per frame,
- * BCLK = 1.024 MHz); only the left slot is kept. Its kernel clock is PLLSAI1P:
- * 4 MHz MSI x 43 / 7 = 24.571 MHz, divided by 256 x 6 gives 15.997 kHz
- * (-0.02 %). Samples are the top 16 bits of each 24/18-bit word.
+ * BCLK = 1.024 MHz) and 16-bit data (SAI_PROTOCOL_DATASIZE_16BITEXTENDED: the
+ * first, most significant 16 bits of each slot, i.e. the top 16 bits of the
+ * mic's 24/18-bit word); only the left slot is enabled, so the DMA moves one
+ * int16 per sample (a 1 KB double buffer; with 32-bit words and both slots it
+ * was 4 KB of .bss, which the Nucleo's GC heap loses). Its kernel clock is
+ * PLLSAI1P: 4 MHz MSI x 43 / 7 = 24.571 MHz, divided by 256 x 6 gives
+ * 15.997 kHz (-0.02 %).
  *
  * Status: written against the STM32L4 HAL used by MicroPython's stm32 port;
  * compiles in that port, not yet verified on hardware.
@@ -45,12 +49,12 @@ typedef struct {
 
 static SAI_HandleTypeDef sai;
 static DMA_HandleTypeDef dma;
-static int32_t dma_buf[2 * DMA_FRAMES * 2];  /* two halves x frames x 2 slots */
+static int16_t dma_buf[2 * DMA_FRAMES];      /* two halves x frames, left slot only */
 static int16_t ring[RING_SAMPLES];
 static volatile uint32_t ring_head, ring_tail, overruns;
 static volatile int running;
 
-static void store_half(const int32_t *words) {
+static void store_half(const int16_t *samples) {
     uint32_t head = ring_head;
     for (int i = 0; i < DMA_FRAMES; ++i) {
         uint32_t next = (head + 1) % RING_SAMPLES;
@@ -58,14 +62,14 @@ static void store_half(const int32_t *words) {
             overruns++;
             break;
         }
-        ring[head] = (int16_t)(words[2 * i] >> 16);
+        ring[head] = samples[i];
         head = next;
     }
     ring_head = head;
 }
 
 void HAL_SAI_RxHalfCpltCallback(SAI_HandleTypeDef *h) { (void)h; store_half(dma_buf); }
-void HAL_SAI_RxCpltCallback(SAI_HandleTypeDef *h) { (void)h; store_half(dma_buf + 2 * DMA_FRAMES); }
+void HAL_SAI_RxCpltCallback(SAI_HandleTypeDef *h) { (void)h; store_half(dma_buf + DMA_FRAMES); }
 
 static void audio_start(void) {
     RCC_PeriphCLKInitTypeDef clk = {0};
@@ -105,16 +109,22 @@ static void audio_start(void) {
     sai.Init.AudioFrequency = SAI_AUDIO_FREQUENCY_16K;
     sai.Init.MonoStereoMode = SAI_STEREOMODE;
     sai.Init.CompandingMode = SAI_NOCOMPANDING;
-    if (HAL_SAI_InitProtocol(&sai, SAI_I2S_STANDARD, SAI_PROTOCOL_DATASIZE_32BIT, 2) != HAL_OK) {
+    /* I2S framing (two 32-bit slots), 16-bit data; then only slot 0 (left) enabled:
+     * an inactive slot's data never reaches the FIFO */
+    if (HAL_SAI_InitProtocol(&sai, SAI_I2S_STANDARD, SAI_PROTOCOL_DATASIZE_16BITEXTENDED, 2) != HAL_OK) {
         mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("kws.AudioIn: SAI init"));
+    }
+    sai.SlotInit.SlotActive = SAI_SLOTACTIVE_0;
+    if (HAL_SAI_Init(&sai) != HAL_OK) {
+        mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("kws.AudioIn: SAI slots"));
     }
     dma_init(&dma, KWS_AUDIO_DMA_DESCR, DMA_PERIPH_TO_MEMORY, &sai);
     dma.Init.Request = DMA_REQUEST_1;
     dma.Init.Direction = DMA_PERIPH_TO_MEMORY;
     dma.Init.PeriphInc = DMA_PINC_DISABLE;
     dma.Init.MemInc = DMA_MINC_ENABLE;
-    dma.Init.PeriphDataAlignment = DMA_PDATAALIGN_WORD;
-    dma.Init.MemDataAlignment = DMA_MDATAALIGN_WORD;
+    dma.Init.PeriphDataAlignment = DMA_PDATAALIGN_HALFWORD;
+    dma.Init.MemDataAlignment = DMA_MDATAALIGN_HALFWORD;
     dma.Init.Mode = DMA_CIRCULAR;
     dma.Init.Priority = DMA_PRIORITY_HIGH;
     HAL_DMA_DeInit(&dma);
@@ -122,7 +132,7 @@ static void audio_start(void) {
     __HAL_LINKDMA(&sai, hdmarx, dma);
     HAL_NVIC_EnableIRQ(DMA2_Channel2_IRQn);
     ring_head = ring_tail = 0;
-    if (HAL_SAI_Receive_DMA(&sai, (uint8_t *)dma_buf, 2 * DMA_FRAMES * 2) != HAL_OK) {
+    if (HAL_SAI_Receive_DMA(&sai, (uint8_t *)dma_buf, 2 * DMA_FRAMES) != HAL_OK) {
         dma_deinit(KWS_AUDIO_DMA_DESCR);
         mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("kws.AudioIn: DMA start"));
     }
