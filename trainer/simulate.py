@@ -151,16 +151,22 @@ def _nbytes(obj: Any) -> int:
     return total
 
 
-def heap_estimate(profile: dict, model_bytes: bytes, app) -> dict:
+def heap_estimate(profile: dict, model_bytes: bytes, app, frontend_spec: dict | None = None) -> dict:
     """Model + arena (tflite_info) + the loop's buffers (counted from the objects) + the
-    profile's runtime estimate, against the profile's heap budget (kws_kit.budget)."""
+    profile's runtime estimate, against the profile's heap budget (kws_kit.budget).
+
+    On a board whose front end is the kws C module's (the Nucleo) the front end's share is
+    what that module holds (``kws_frontend_memory``, a twin of its allocation), not the size
+    of the numpy stand-in the host runs."""
     from .budget import check_fits
+    from .kws_frontend_memory import kws_frontend_heap_bytes
     from .tflite_info import inspect_tflite
 
     report = check_fits(inspect_tflite(bytes(model_bytes)), profile)
+    c_frontend = profile.get("frontend") == "kws" and frontend_spec is not None
     buffers = {
         "audio_ring": app.ring.nbytes,
-        "frontend": _nbytes(app.frontend),
+        "frontend": kws_frontend_heap_bytes(frontend_spec) if c_frontend else _nbytes(app.frontend),
         "recognizer": _nbytes(app.recognizer),
         "scores": len(app.scores),
     }
@@ -257,7 +263,7 @@ def simulate(bundle: str | os.PathLike, wav: str | os.PathLike, board: str = "nu
         overruns=app.ring.overruns,
         fe_us_per_frame=_stats(fe_per_frame),
         infer_us=_stats(infer_us),
-        heap=heap_estimate(profile, host_bundle.model_bytes, app),
+        heap=heap_estimate(profile, host_bundle.model_bytes, app, device_bundle["frontend"]),
         lines=lines,
         note=note,
     )
