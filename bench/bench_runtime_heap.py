@@ -90,7 +90,7 @@ fe = kloop.make_frontend(bundle['frontend'], runner.input_scale, runner.input_ze
 app = kloop.build(cfg, bundle, runner=runner, frontend=fe, emit=lines.append, pin_factory=responders.FakePin,
                   wav_path='in.wav')
 del runner, fe
-bundle = None  # as main.py does
+bundle = cfg = None  # as main.py does
 out['build'] = used() - a
 out['runner_name'] = getattr(app.runner, 'name', type(app.runner).__name__)
 out['frontend_name'] = type(app.frontend).__name__

@@ -28,9 +28,12 @@ def start(config_path=CONFIG_PATH, emit=print):
     config = kconfig.validate_config(kconfig.load_json(config_path, "config.json"))
     bundle = kconfig.read_bundle(config["bundle_dir"])
     app = kloop.build(config, bundle, emit=emit)
-    bundle = None  # the runner and front end keep what they need; frees the parsed frontend.json (7 KB)
+    # the loop keeps what it needs: free the parsed frontend.json (7 KB) and the config (1 KB)
+    bundle = None
+    board = config["board"]
+    config = None
     runner_name = getattr(app.runner, "name", type(app.runner).__name__)
-    emit(event_start(config["board"], runner_name, app.recognizer.labels, _heap_free()))
+    emit(event_start(board, runner_name, app.recognizer.labels, _heap_free()))
     app.run()
     return app
 

@@ -53,8 +53,6 @@ def test_nucleo_facts():
     assert b["heap_budget_bytes"] == 60 * 1024
 
 
-@pytest.mark.xfail(strict=True, reason="measured buffers (19 KB, mostly the C front end's 13.3 KB state) leave "
-                   "30 KB for model + arena: docs/runtime.md; passes once the front end shrinks")
 def test_nucleo_budget_leaves_room_for_a_20_kb_model_and_its_arena():
     """Issue #4's goal: runtime + a 20 KB model + arena + buffers within 60 KB (arena: tds_resnet-like 16 KB)."""
     b = load_profile("nucleo")["budget"]
