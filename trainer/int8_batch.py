@@ -37,6 +37,12 @@ in bench/bench_stream_eval.py (docs/evaluation.md, "Speed");
 layers it cannot take exactly (a left shift, sums beyond float64, images too
 large for a band matrix) run the NHWC kernels, which are kept and tested too
 (``channel_major=False``).
+
+Where numba is installed (it comes with librosa), the channel-major
+requantisation, the depthwise convolutions with temporal (shift) taps and ADD's
+table lookup run as compiled integer loops instead (:mod:`kws_kit.int8_jit`,
+the same arithmetic; ``jit=False`` or ``KWS_KIT_NO_JIT=1`` for numpy only):
+another 2x on tds_resnet's stream windows (docs/evaluation.md, "Speed").
 """
 
 from __future__ import annotations
