@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
 
+import cmodule_build as cb  # noqa: E402
 from cmodule_build import KwsLib, compiler  # noqa: E402
 
 from kws_kit.models import zoo  # noqa: E402
@@ -150,7 +151,39 @@ def test_board_arena_is_the_c_modules_need(models):
     info = inspect_tflite(models["shipped"])
     nucleo, openmv = load_profile("nucleo"), load_profile("openmv")
     # the smallest arena a 32-bit build of the loader takes (test above; 16,208 B before the tensor
-    # table became temporary, the op structs compact and the shifts int8)
-    assert arena_for_board(info, nucleo) == info.kws_arena_bytes(4) == 9920
-    assert check_fits(info, nucleo).arena_bytes == 9920
+    # table became temporary, the op structs compact, the shifts int8 and in-place ops shared buffers)
+    assert arena_for_board(info, nucleo) == info.kws_arena_bytes(4) == 7952
+    assert check_fits(info, nucleo).arena_bytes == 7952
     assert arena_for_board(info, openmv) == info.budget_arena_bytes  # TFLite Micro-based ml.Model
+
+
+@needs_cc
+def test_in_place_ops_stay_bit_identical_to_tflite_micro():
+    """Outputs written over a dying input (kws_model.c's in_place): a 1x1 CONV_2D with fewer output
+    than input channels, one with as many, an ADD whose second input is the one that dies (the first
+    is read again later), RESHAPE. The loader must share those buffers (fewer activation bytes than
+    the plan without sharing), give TFLite Micro's scores bit for bit, and the twin its arena."""
+    pytest.importorskip("tflite_micro")
+    import keras
+
+    from kws_kit.tflite_info import kws_plan_activations
+
+    inp = keras.Input((49, 10))
+    x = keras.layers.Reshape((49, 10, 1))(inp)
+    x = keras.layers.Conv2D(12, (3, 3), padding="same", activation="relu")(x)
+    y = keras.layers.Conv2D(8, 1, activation="relu")(x)  # 12 -> 8 channels over x, which dies here
+    z = keras.layers.DepthwiseConv2D((3, 3), padding="same", activation="relu")(y)
+    w = keras.layers.Conv2D(8, 1)(z)  # 8 -> 8 over z
+    s = keras.layers.Add()([y, w])  # y is read again below: the sum goes over w
+    u = keras.layers.Add()([y, s])
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(u))
+    rng = np.random.default_rng(2)
+    tflite = to_int8_tflite(keras.Model(inp, out), rng.normal(size=(40, 49, 10)).astype(np.float32))
+    info = inspect_tflite(tflite, measure_tflm=False)
+    assert {"ADD", "CONV_2D", "RESHAPE"} <= set(info.op_names)
+    shared, _ = kws_plan_activations(info)
+    assert shared < info.activation_bytes
+    model = KwsLib().load(tflite)
+    assert model.arena_used <= info.kws_arena_bytes(pointer_bytes=8) <= model.arena_used + 16
+    x_in = cb.test_inputs(tflite, n_real=0, n_random=200)
+    np.testing.assert_array_equal(model(x_in), cb.tflm_outputs(tflite, x_in))

@@ -104,6 +104,7 @@ class TfliteInfo:
     n_subgraphs: int
     tflm_arena_bytes: int | None = None  # TFLite Micro's own arena, when tflite-micro is installed
     input_index: int = -1     # the graph input's tensor index
+    output_index: int = -1    # the graph output's tensor index
 
     @property
     def budget_arena_bytes(self) -> int:
@@ -370,6 +371,7 @@ def _parse(schema, data: bytes) -> TfliteInfo:
         param_bytes=sum(buffer_nbytes(b) for b in range(model.BuffersLength())),
         activation_bytes=activation_bytes, overhead_bytes=overhead, arena_bytes=activation_bytes + overhead,
         macs=count_macs(ops, tensors), n_subgraphs=n_subgraphs, input_index=graph_inputs[0],
+        output_index=graph_outputs[0],
     )
 
 
@@ -379,7 +381,7 @@ def _align(n: int) -> int:
 
 # sizeof(struct kws_model), sizeof(kws_tensor), sizeof(kws_op) in device/cmodule/kws/kws_internal.h,
 # by pointer size (Cortex-M4 / x86-64); tests/test_cmodule_arena.py checks them against both compilers.
-KWS_STRUCT_BYTES = {4: (88, 56, 76), 8: (112, 64, 96)}
+KWS_STRUCT_BYTES = {4: (88, 64, 76), 8: (112, 72, 96)}
 
 
 def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
@@ -387,7 +389,7 @@ def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
     the way it allocates. What the model keeps, from the arena's start: the model and op
     structs, per-channel int32 multipliers and int8 shifts, DEPTHWISE's corrected biases
     (CONV_2D and FULLY_CONNECTED read theirs in the model bytes), then the activation plan
-    and the largest kernel scratch. While loading, the tensor table and the planner's order
+    (:func:`kws_plan_activations`: in-place ops share buffers) and the largest kernel scratch. While loading, the tensor table and the planner's order
     array sit at the arena's end (8-byte multiples) and are released before the activations
     are placed, so the arena needed is the larger of the two phases. The board needs more
     than TFLite Micro's arena for small models (structs, the conv kernels' int16 pixel-pair
@@ -404,15 +406,10 @@ def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
 
     t = info.tensors
     head = up(model_b, 8) + op_b * len(info.ops)  # the model struct at the 16-aligned start, then the ops
-    temporary = up(tensor_b * len(t), 8)
-    live = {info.input_index}
+    activation_bytes, n_buffers = kws_plan_activations(info)
+    temporary = up(tensor_b * len(t), 8) + up(4 * n_buffers, 8)
     scratch = 0
     for op in info.ops:
-        live.update(j for j in op.outputs if j >= 0)
-        reads = op.inputs[:3]
-        if op.name in ("RESHAPE", "MEAN"):
-            reads = reads[:1] + (-1,) + reads[2:]  # the shape / axes tensor is not read at run time
-        live.update(j for j in reads if j >= 0 and not t[j].is_constant)
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
             w = t[op.inputs[1]]
             out_c = w.shape[-1] if op.name == "DEPTHWISE_CONV_2D" else w.shape[0]
@@ -431,12 +428,87 @@ def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
                 scratch = max(scratch, patch(int(w.shape[-1])))
         elif op.name == "MEAN":
             scratch = max(scratch, 4 * int(np.prod(t[op.outputs[0]].shape)))
-    temporary += up(4 * len(live), 8)
     loading = up(head, 8) + temporary
-    head = up(head, 16) + info.activation_bytes
+    head = up(head, 16) + activation_bytes
     if scratch:
         head = up(head, 8) + scratch
     return max(head, loading)
+
+
+def _kws_in_place(info: "TfliteInfo", op: OpInfo, which: int) -> bool:
+    """kws_model.c's in_place(): may op's output overwrite its input ``which`` (0 first, 1 ADD's second)?"""
+    if op.name == "ADD":
+        return True
+    if which or op.name not in ("RESHAPE", "CONV_2D"):
+        return False
+    if op.name == "RESHAPE":
+        return True
+    w = info.tensors[op.inputs[1]].shape  # (out_c, k_h, k_w, in_c)
+    return w[1] == 1 and w[2] == 1 and tuple(op.options.get("stride", ())) == (1, 1) and w[0] <= w[3]
+
+
+def kws_plan_activations(info: "TfliteInfo") -> tuple[int, int]:
+    """The kws loader's activation plan (kws_model.c's plan()): (bytes, number of buffers).
+
+    Liveness as the loader records it (the graph input from step 0, the first three inputs
+    of each op that are not constant, except RESHAPE's shape and MEAN's axes, the graph
+    output to the last step). The output of an in-place op (RESHAPE, ADD, 1x1 stride-1
+    CONV_2D with out_c <= in_c) shares the buffer of its first eligible input whose buffer
+    dies at that op and does not hold the graph output. Buffers are placed greedily, largest
+    first (then first use, then index), 16-byte aligned, at the lowest offset clear of every
+    placed buffer whose lifetime overlaps.
+    """
+    t, ops = info.tensors, info.ops
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+
+    def touch(j: int, step: int) -> None:
+        if j not in first:
+            first[j] = last[j] = step
+        first[j], last[j] = min(first[j], step), max(last[j], step)
+
+    touch(info.input_index, 0)
+    for k, op in enumerate(ops):
+        reads = list(op.inputs[:3])
+        if op.name in ("RESHAPE", "MEAN") and len(reads) > 1:
+            reads[1] = -1  # the shape / axes tensor is not read at run time
+        for j in reads:
+            if j >= 0 and not t[j].is_constant:
+                touch(j, k)
+        touch(op.outputs[0], k)
+    touch(info.output_index, len(ops) - 1)
+
+    owner = {j: j for j in first}
+    span = {j: int(np.prod(t[j].shape)) if t[j].shape else 1 for j in first}
+    for k, op in enumerate(ops):
+        out = op.outputs[0]
+        candidates = [op.inputs[0] if op.inputs else -1, op.inputs[1] if op.name == "ADD" else -1]
+        for which, j in enumerate(candidates):
+            if j < 0 or not _kws_in_place(info, op, which):
+                continue
+            own = owner[j]
+            if last[own] != k or own == owner[info.output_index]:
+                continue
+            owner[out] = own
+            last[own] = max(last[own], last[out])
+            span[own] = max(span[own], span[out])
+            break
+    order = sorted((j for j in first if owner[j] == j), key=lambda j: (-span[j], first[j], j))
+    offset_of: dict[int, int] = {}
+    high = 0
+    for a, j in enumerate(order):
+        size, offset = _align(span[j]), 0
+        moved = True
+        while moved:
+            moved = False
+            for b in order[:a]:
+                if last[b] < first[j] or first[b] > last[j]:
+                    continue
+                if offset < offset_of[b] + _align(span[b]) and offset_of[b] < offset + size:
+                    offset, moved = offset_of[b] + _align(span[b]), True
+        offset_of[j] = offset
+        high = max(high, offset + size)
+    return high, len(order)
 
 
 def plan_arena(tensors, ops, graph_inputs, graph_outputs) -> int:

@@ -43,7 +43,9 @@ typedef struct {
     const uint8_t *scales;      /* little-endian float32 array inside the model bytes */
     const uint8_t *data;        /* constant data inside the model bytes */
     int32_t offset;             /* activation offset in the arena, -1 if not planned */
-    int32_t first, last;        /* liveness (op steps) */
+    int32_t first, last;        /* liveness (op steps); of a buffer's owner: the buffer's */
+    int32_t owner;              /* tensor whose buffer this one shares (an in-place op), else itself */
+    int32_t span;               /* of an owner: bytes of its buffer (largest tensor in it) */
     int8_t ndim;                /* as stored in the model */
     uint8_t type;
     int8_t is_const;

@@ -659,21 +659,56 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
 
 static int32_t align_up(int32_t n) { return (n + KWS_ACT_ALIGN - 1) & ~(KWS_ACT_ALIGN - 1); }
 
-static int plan(ctx_t *c, size_t *high_out) {
+/* Ops whose output may overwrite an input that dies there (which = 0: the
+ * first input, 1: ADD's second): every output element is computed from
+ * input values read before it is written, and nothing is read later.
+ * RESHAPE (a copy); ADD (element-wise); CONV_2D 1x1 with stride 1 and no more
+ * output than input channels: it reads both pixels of a pair into its patch
+ * before writing their outputs, and out_c <= in_c keeps those writes below the
+ * next pixels' inputs. */
+static int in_place(const kws_op *op, int which) {
+    const kws_conv_params *g = &op->u.conv;
+    if (op->code == KWS_OP_ADD) return 1;
+    if (which) return 0;
+    if (op->code == KWS_OP_RESHAPE) return 1;
+    return op->code == KWS_OP_CONV_2D && g->k_h == 1 && g->k_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
+           g->out_c <= g->in_c;
+}
+
+/* The ops still hold tensor indices. An in-place op's output joins the
+ * buffer of its first eligible input whose buffer dies at that op (and does
+ * not hold the graph output); a buffer lives from its first tensor's first
+ * use to its last tensor's last use and is as large as its largest tensor.
+ * Buffers are then placed greedily, largest first. */
+static int plan(ctx_t *c, const kws_model *m, int32_t g_output, size_t *high_out) {
     kws_tensor *tensors = c->tensors;
+    for (int32_t j = 0; j < c->n_tensors; ++j) { tensors[j].owner = j; tensors[j].span = tensors[j].elems; }
+    for (int32_t k = 0; k < m->n_ops; ++k) {
+        const kws_op *op = &m->ops[k];
+        for (int which = 0; which < 2; ++which) {
+            const int32_t j = which ? op->in2 : op->in;
+            if (j < 0 || !in_place(op, which)) continue;
+            kws_tensor *own = &tensors[tensors[j].owner], *o = &tensors[op->out];
+            if (own->last != k || tensors[j].owner == tensors[g_output].owner) continue;
+            o->owner = tensors[j].owner;
+            if (o->last > own->last) own->last = o->last;
+            if (o->elems > own->span) own->span = o->elems;
+            break;
+        }
+    }
     int32_t n_live = 0;
-    for (int32_t j = 0; j < c->n_tensors; ++j) if (tensors[j].used) ++n_live;
+    for (int32_t j = 0; j < c->n_tensors; ++j) if (tensors[j].used && tensors[j].owner == j) ++n_live;
     /* temporary order array, below the tensor table */
     int32_t *order = (int32_t *)temp_alloc(c, (4 * (size_t)n_live + 7) & ~(size_t)7);
     if (!order) return 0;
     int32_t n = 0;
-    for (int32_t j = 0; j < c->n_tensors; ++j) if (tensors[j].used) order[n++] = j;
+    for (int32_t j = 0; j < c->n_tensors; ++j) if (tensors[j].used && tensors[j].owner == j) order[n++] = j;
     for (int32_t a = 1; a < n; ++a) { /* insertion sort: size desc, then first use, then index */
         int32_t v = order[a], b = a - 1;
         const kws_tensor *tv = &tensors[v];
         while (b >= 0) {
             const kws_tensor *tb = &tensors[order[b]];
-            int before = tv->elems > tb->elems || (tv->elems == tb->elems && (tv->first < tb->first || (tv->first == tb->first && v < order[b])));
+            int before = tv->span > tb->span || (tv->span == tb->span && (tv->first < tb->first || (tv->first == tb->first && v < order[b])));
             if (!before) break;
             order[b + 1] = order[b];
             --b;
@@ -683,19 +718,20 @@ static int plan(ctx_t *c, size_t *high_out) {
     int32_t high = 0;
     for (int32_t a = 0; a < n; ++a) {
         kws_tensor *t = &tensors[order[a]];
-        int32_t size = align_up(t->elems), offset = 0;
+        int32_t size = align_up(t->span), offset = 0;
         for (int moved = 1; moved;) {
             moved = 0;
             for (int32_t b = 0; b < a; ++b) {
                 const kws_tensor *p = &tensors[order[b]];
                 if (p->last < t->first || p->first > t->last) continue;
-                int32_t psize = align_up(p->elems);
+                int32_t psize = align_up(p->span);
                 if (offset < p->offset + psize && p->offset < offset + size) { offset = p->offset + psize; moved = 1; }
             }
         }
         t->offset = offset;
         if (offset + size > high) high = offset + size;
     }
+    for (int32_t j = 0; j < c->n_tensors; ++j) if (tensors[j].used) tensors[j].offset = tensors[tensors[j].owner].offset;
     *high_out = (size_t)high;
     return 1;
 }
@@ -808,7 +844,7 @@ int kws_model_load(kws_model **out, const void *model, size_t len, void *arena, 
     touch(&c->tensors[g_output], m->n_ops - 1);
 
     size_t act_bytes = 0;
-    if (!plan(c, &act_bytes)) return err->code;
+    if (!plan(c, m, g_output, &act_bytes)) return err->code;
     /* what the run needs from the tensor table, before it goes */
     for (int32_t k = 0; k < m->n_ops; ++k) {
         kws_op *op = &m->ops[k];
