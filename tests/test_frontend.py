@@ -234,6 +234,32 @@ def test_chunked_fast_paths_equal_the_plain_code_bit_for_bit(signals):
         assert np.array_equal(frontend.clip_features(clips[3]), expected[3])
 
 
+def test_compiled_windowing_equals_numpy():
+    """frontend_jit.window_frames (numba, the stream path) computes numpy's frames * window bit for bit."""
+    from kws_kit import frontend_jit
+
+    if not frontend_jit.AVAILABLE:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(12)
+    pcm = np.concatenate([rng.integers(-32768, 32768, 20000), [-32768, 32767] * 600, np.zeros(999)]).astype(np.int16)
+    for wl, hop in ((480, 320), (400, 160), (1024, 1)):
+        window = Frontend(FrontendSpec(window_length=wl, hop_length=hop, n_fft=1024))._window
+        count = 1 + (len(pcm) - wl - 37) // hop
+        out = np.full((count + 2, wl + 5), 7.0)
+        frontend_jit.window_frames(pcm, 37, hop, count, window, out)
+        frames = np.lib.stride_tricks.sliding_window_view(pcm[37:], wl)[::hop][:count]
+        assert np.array_equal(out[:count, :wl], frames * window)
+        assert np.all(out[:count, wl:] == 7.0) and np.all(out[count:] == 7.0)  # nothing else written
+    with pytest.raises(ValueError, match="outside"):
+        frontend_jit.window_frames(pcm, len(pcm) - 100, 320, 1, window, out)
+    with pytest.raises(ValueError, match="rows"):
+        frontend_jit.window_frames(pcm, 0, 1, len(out) + 1, window, out)
+    stream = pcm[: 300 * 320]
+    plain = Frontend()
+    plain.jit = False
+    np.testing.assert_array_equal(Frontend().stream_features(stream), plain.stream_features(stream))
+
+
 def test_frames_depend_only_on_their_samples(signals):
     """No clip-level normalisation: changing audio outside a frame leaves that frame alone."""
     frontend = Frontend()

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import frontend_jit
 from .errors import AudioError, ModelError
 
 SPEC_VERSION = 1
@@ -357,7 +358,13 @@ def as_pcm16(x: Any) -> np.ndarray:
 
 
 class Frontend:
-    """Host reference for a :class:`FrontendSpec` (float64 inside, float32 out)."""
+    """Host reference for a :class:`FrontendSpec` (float64 inside, float32 out).
+
+    ``jit``: let ``stream_features`` window the frames with a compiled loop
+    (``frontend_jit``; the same multiply, bit-identical) where numba is installed.
+    """
+
+    jit = True
 
     def __init__(self, spec: FrontendSpec | None = None, tables: dict | None = None):
         self.spec = spec = spec if spec is not None else FrontendSpec()
@@ -375,7 +382,8 @@ class Frontend:
         return f"Frontend({self.spec!r})"
 
     # One implementation of the per-frame maths, for any leading shape.
-    def _frames_to_features(self, frames: np.ndarray, out: np.ndarray, work: "_Workspace | None" = None) -> None:
+    def _frames_to_features(self, frames: np.ndarray, out: np.ndarray, work: "_Workspace | None" = None,
+                            pcm_start: int | None = None) -> None:
         """Features of ``frames`` (..., window_length) int16 into ``out`` (..., n_coeffs).
 
         With ``work`` (``_workspace``; the chunked paths) the power spectrum is
@@ -388,13 +396,16 @@ class Frontend:
             power = np.square(spectrum.real)
             power += np.square(spectrum.imag)
         else:
-            power = self._power_chunked(frames, work)
+            power = self._power_chunked(frames, work, pcm_start)
         mel = power @ self._mel
         np.maximum(mel, self.spec.log_floor, out=mel)
         np.log(mel, out=mel)
         out[...] = mel if self._dct is None else mel @ self._dct
 
-    def _power_chunked(self, frames: np.ndarray, work: "_Workspace") -> np.ndarray:
+    def _power_chunked(self, frames: np.ndarray, work: "_Workspace", pcm_start: int | None = None) -> np.ndarray:
+        """Power spectra of ``frames`` in ``work``'s buffers. ``pcm_start``: ``frames`` are
+        ``work.pcm``'s frames from that sample on (the stream path), so the compiled
+        windowing loop (``frontend_jit``, where numba is installed) reads them there."""
         lead = frames.shape[:-1]
         per_item = int(np.prod(lead[1:], dtype=np.int64))  # frames per entry of the first axis
         bins = self._bin_hi - self._bin_lo
@@ -404,8 +415,12 @@ class Frontend:
             part = frames[i : i + step]
             rows = len(part) * per_item
             padded = work.padded[:rows]  # columns from window_length on stay zero
-            windowed = padded[:, : self.spec.window_length].reshape(part.shape)  # a view (first axis split)
-            np.multiply(part, self._window, out=windowed)
+            if pcm_start is not None and work.jit:
+                frontend_jit.window_frames(work.pcm, pcm_start + i * self.spec.hop_length, self.spec.hop_length,
+                                           rows, self._window, padded)
+            else:
+                windowed = padded[:, : self.spec.window_length].reshape(part.shape)  # a view (first axis split)
+                np.multiply(part, self._window, out=windowed)
             if _RFFT_OUT:
                 spectrum = np.fft.rfft(padded, axis=-1, out=work.spectrum[:rows])
             else:  # pragma: no cover - numpy 1.x
@@ -472,9 +487,10 @@ class Frontend:
         if total:
             frames = self._frames(pcm)
             work = self._workspace(min(total, _FRAMES_PER_CHUNK))
+            work.pcm, work.jit = pcm, frontend_jit.AVAILABLE and self.jit
             for start in range(0, total, _FRAMES_PER_CHUNK):
                 end = start + _FRAMES_PER_CHUNK
-                self._frames_to_features(frames[start:end], out[start:end], work)
+                self._frames_to_features(frames[start:end], out[start:end], work, start * spec.hop_length)
         return out
 
     def frame_stages(self, frame_pcm: Any) -> dict[str, np.ndarray]:
@@ -498,6 +514,8 @@ class _Workspace:
     zero-padded frames, spectrum and squared imaginary parts of ``fft_frames`` frames."""
 
     def __init__(self, frames: int, fft_frames: int, n_fft: int, bins: int):
+        self.pcm: np.ndarray | None = None  # the stream path's 1-D PCM (compiled windowing)
+        self.jit = False
         self.power = np.empty((frames, bins))
         self.padded = np.zeros((fft_frames, n_fft))  # the tail past window_length stays zero
         self.spectrum = np.empty((fft_frames, n_fft // 2 + 1), dtype=np.complex128)
