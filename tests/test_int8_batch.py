@@ -257,6 +257,9 @@ def test_chunking_and_batch_sizes_do_not_change_outputs(name):
     numpy_only = ib.BatchInterpreter(tfl, chunk=1000, jit=False)
     assert not numpy_only.jit and ref.jit == ib.int8_jit.AVAILABLE
     np.testing.assert_array_equal(numpy_only.run(x), expected)
+    # depthwise -> pointwise hand-over in float32 (tds_resnet's blocks); tracing turns it off
+    assert bool(ref._feeds) == (name == "tds_resnet" and ib.int8_jit.AVAILABLE)
+    np.testing.assert_array_equal(ref.run(x, trace=True)[0], expected)
     for chunk in (1, 7, 16, 64):
         engine = ib.BatchInterpreter(tfl, chunk=chunk)
         np.testing.assert_array_equal(engine.run(x), expected, err_msg=f"chunk {chunk}")
@@ -340,6 +343,10 @@ def test_jit_depthwise_equals_the_scalar_sum():
         rq = ib.int8_jit.Requant(bias, mults, shifts, out_zp, lo, hi)
         out = np.empty((cout, n, p), dtype=np.uint8)
         ib.int8_jit.depthwise(x, source, zp, weights, rq, out, offsets)
+        # the float32 centred output a following pointwise convolution reads
+        as_input = np.empty(out.shape, dtype=np.float32)
+        ib.int8_jit.depthwise(x, source, zp, weights, rq, as_input, offsets, centre=out_zp + 128)
+        np.testing.assert_array_equal(as_input, out.astype(np.float32) - (out_zp + 128))
         centred = x.astype(np.int64) - zp
         for c in range(cout):
             acc = np.zeros((n, p), dtype=np.int64)

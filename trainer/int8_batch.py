@@ -671,15 +671,26 @@ class _ConvCM:
             if self.shifts is not None:
                 self.pad = max(0, -min(self.shifts), max(self.shifts))
 
-    def run(self, x):
-        """``x``: (cin, N, p_in) uint8 -> (cout, N, p_out) uint8."""
+    def run(self, x, feeds: "_ConvCM | None" = None):
+        """``x``: (cin, N, p_in) uint8 -> (cout, N, p_out) uint8.
+
+        A pointwise convolution also takes ``x`` as the float32 centred input
+        ``x - (in_zp + 128)``: what a compiled depthwise convolution writes for
+        ``feeds`` (the pointwise convolution that alone reads its output) when asked.
+        """
         k = self.k
         n = x.shape[1]
         zp = k.in_zp + 128
         if self.jit_depthwise:
+            if feeds is not None:
+                out = np.empty((k.cout, n, self.p_out), dtype=np.float32)
+                return int8_jit.depthwise(x, self.source, zp, self.int_weights, self.jit, out, self.offsets,
+                                          centre=feeds.k.in_zp + 128)
             out = np.empty((k.cout, n, self.p_out), dtype=np.uint8)
             return int8_jit.depthwise(x, self.source, zp, self.int_weights, self.jit, out, self.offsets)
-        if self.depthwise:
+        if self.pointwise and x.dtype == np.float32:
+            acc = self.weights @ x.reshape(k.cin, n * self.p_in)  # already centred
+        elif self.depthwise:
             src = x[k.expand] if k.mult > 1 else x
             xf = np.subtract(src, zp, dtype=self.dtype)
             acc = np.matmul(xf, self.band)  # (cout, N, p_out)
@@ -788,9 +799,21 @@ class BatchInterpreter:
         self.jit = channel_major and any(getattr(cm, "jit", None) for cm in self.cm_steps)
         # the last op that reads each tensor, so activations are dropped as soon as possible
         self._last_use = {}
+        readers: dict[int, int] = {}
         for step, op in enumerate(model.operators):
             for j in op.inputs:
                 self._last_use[j] = step
+                readers[j] = readers.get(j, 0) + 1
+        # A compiled depthwise convolution whose output only the next op reads, a pointwise
+        # convolution summing in float32, writes that op's centred float32 input directly.
+        self._feeds: dict[int, _ConvCM] = {}
+        for step in range(len(self.steps) - 1):
+            dw, pw = self.cm_steps[step], self.cm_steps[step + 1]
+            j = model.operators[step].outputs[0]
+            if (isinstance(dw, _ConvCM) and dw.jit_depthwise and isinstance(pw, _ConvCM) and pw.pointwise
+                    and pw.dtype == np.float32 and readers.get(j) == 1
+                    and model.operators[step + 1].inputs[0] == j and j not in model.outputs):
+                self._feeds[step] = pw
         # The graph's tail after its last large activation (MEAN -> FULLY_CONNECTED -> SOFTMAX)
         # costs mostly numpy call overhead per chunk: it runs on up to TAIL_CHUNK rows at once.
         ops = model.operators
@@ -890,7 +913,8 @@ class BatchInterpreter:
                     y = kernel.run(nhwc(a), nhwc(b))
             elif isinstance(cm, _ConvCM):
                 k = cm.k
-                y = cm.run(a if a.ndim == 3 else to_channel_major(a, k.h * k.w, k.cin))
+                feeds = None if trace or step + 1 >= end else self._feeds.get(step)
+                y = cm.run(a if a.ndim == 3 else to_channel_major(a, k.h * k.w, k.cin), feeds)
             elif isinstance(cm, _MeanCM) and a.ndim == 3:
                 y = cm.run(a)
             else:

@@ -74,7 +74,7 @@ def _requantize(acc, bias, mult, right, out_zp, lo, hi, out):
 
 
 @_njit
-def _depthwise_shifts(x, source, zp, weights, offsets, bias, mult, right, out_zp, lo, hi, out):
+def _depthwise_shifts(x, source, zp, weights, offsets, bias, mult, right, out_zp, lo, hi, centre, out):
     """Taps that are shifts along the positions: output p reads input p + offsets[t] when inside.
 
     int32 sums (the caller checks the bound: taps * 255 * 128 + |bias| < 2**31). The
@@ -110,7 +110,7 @@ def _depthwise_shifts(x, source, zp, weights, offsets, bias, mult, right, out_zp
                     a[p] += src[p] * w
             orow = out[c, i]
             for p in range(p_out):
-                orow[p] = _requantize_value(np.int64(acc[p]), mc, r, nudge, out_zp, lo, hi)
+                orow[p] = _requantize_value(np.int64(acc[p]), mc, r, nudge, out_zp, lo, hi) - centre
 
 
 @_njit
@@ -140,8 +140,8 @@ def requantize(acc, rq: Requant, out):
     return out
 
 
-def depthwise(x, source, zp, weights, rq: Requant, out, offsets):
-    """Depthwise convolution + requantisation, channel-major uint8 in and out, for taps that
+def depthwise(x, source, zp, weights, rq: Requant, out, offsets, centre: int = 0):
+    """Depthwise convolution + requantisation, channel-major uint8 in, for taps that
     are shifts along the positions: output position p reads input p + offsets[t] (zero
     padding outside), e.g. a temporal k x 1 kernel with stride 1 and "same" padding.
 
@@ -149,8 +149,11 @@ def depthwise(x, source, zp, weights, rq: Requant, out, offsets):
     of output channel c (depth multiplier); ``zp``: the input zero point + 128;
     ``weights``: (taps, C_out) int64; ``offsets``: (taps,) int64. The caller
     checks that the sums fit int32 (``taps * 255 * 128 + |bias| < 2**31``).
+    ``out``: (C_out, N, P) uint8 (int8 + 128), or float32 with ``centre`` = the
+    next layer's input zero point + 128: the next convolution's centred input
+    ``x - zp``, written directly (exact small integers).
     """
-    _depthwise_shifts(x, source, zp, weights, offsets, *rq.args(), out)
+    _depthwise_shifts(x, source, zp, weights, offsets, *rq.args(), centre, out)
     return out
 
 
