@@ -387,9 +387,9 @@ KWS_STRUCT_BYTES = {4: (88, 64, 76), 8: (112, 72, 96)}
 def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
     """What ``kws_model_load`` (device/cmodule/kws/kws_model.c) takes from its arena, computed
     the way it allocates. What the model keeps, from the arena's start: the model and op
-    structs, per-channel int32 multipliers and int8 shifts, DEPTHWISE's corrected biases
-    (CONV_2D and FULLY_CONNECTED read theirs in the model bytes), then the activation plan
-    (:func:`kws_plan_activations`: in-place ops share buffers) and the largest kernel scratch. While loading, the tensor table and the planner's order
+    structs, per-channel int32 multipliers and int8 shifts (the kernels read the biases in
+    the model bytes), then the activation plan (:func:`kws_plan_activations`: in-place ops
+    share buffers) and the largest kernel scratch (DEPTHWISE's holds its corrected biases). While loading, the tensor table and the planner's order
     array sit at the arena's end (8-byte multiples) and are released before the activations
     are placed, so the arena needed is the larger of the two phases. The board needs more
     than TFLite Micro's arena for small models (structs, the conv kernels' int16 pixel-pair
@@ -417,13 +417,12 @@ def kws_engine_arena_bytes(info: "TfliteInfo", pointer_bytes: int = 4) -> int:
             if n_scales == 1 and out_c > 1 and op.name != "FULLY_CONNECTED":
                 n_scales = out_c  # a per-tensor scale broadcast to every channel
             head = up(head, 4) + 4 * n_scales + n_scales  # int32 multipliers, int8 shifts
-            if op.name == "DEPTHWISE_CONV_2D":
-                head = up(head, 4) + 4 * out_c  # corrected biases
             if op.name == "CONV_2D":
                 scratch = max(scratch, 2 * patch(int(np.prod(w.shape[1:]))))
             elif op.name == "DEPTHWISE_CONV_2D":
                 taps = int(w.shape[1] * w.shape[2])
-                scratch = max(scratch, taps * pointer_bytes + up(int(t[op.inputs[0]].shape[-1]), 4))
+                # tap pointers, zero-point row, corrected biases
+                scratch = max(scratch, taps * pointer_bytes + up(int(t[op.inputs[0]].shape[-1]), 4) + 4 * out_c)
             else:
                 scratch = max(scratch, patch(int(w.shape[-1])))
         elif op.name == "MEAN":

@@ -62,9 +62,8 @@ typedef struct {
     const int8_t *weights;      /* inside the model bytes */
     const int32_t *mult;        /* per channel (FC: one unless per_channel), in the arena */
     const int8_t *shift;        /* per channel, in [-31, 30], in the arena */
-    /* CONV_2D, FULLY_CONNECTED: the model's int32 bias (little-endian, any alignment,
-     * inside the model bytes), NULL if none. DEPTHWISE: always set, an aligned int32
-     * array in the arena: bias + in_offset * sum of the channel's weights (kws_ops.c). */
+    /* the model's int32 bias (little-endian, any alignment, inside the model bytes),
+     * NULL if none */
     const void *bias;
 #ifdef KWS_FC_LITERT_REFERENCE
     const double *fc_scale;     /* per-channel FULLY_CONNECTED rescale (see kws_ops.c), NULL if unused */
@@ -138,6 +137,6 @@ void kws_softmax(const kws_op *op, const int8_t *in, int8_t *out);
 /* Scratch each kernel needs, in bytes. */
 size_t kws_conv_patch_bytes(int32_t k_len);          /* one int16 vector of k_len, padded to 4 */
 size_t kws_conv_scratch_bytes(int32_t k_len);        /* CONV_2D: the pixel-pair patch */
-size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c);
+size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c, int32_t out_c);
 
 #endif

@@ -347,7 +347,7 @@ static int per_channel(ctx_t *c, kws_op *op, const kws_tensor *in, const kws_ten
     return 1;
 }
 
-/* CONV_2D and FULLY_CONNECTED read the bias where it is in the model bytes. */
+/* The kernels read the bias where it is in the model bytes. */
 static int find_bias(ctx_t *c, kws_op *op, int32_t j, int32_t channels, int k) {
     op->u.conv.bias = NULL;
     if (j < 0) return 1;
@@ -355,26 +355,6 @@ static int find_bias(ctx_t *c, kws_op *op, int32_t j, int32_t channels, int k) {
     if (!b->is_const || b->type != KWS_TYPE_INT32 || b->elems != channels)
         FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: bias must be a constant int32 vector of %d", k, channels);
     op->u.conv.bias = b->data;
-    return 1;
-}
-
-/* DEPTHWISE_CONV_2D: bias[c] + in_offset * (sum of channel c's weights over
- * all taps), so the kernel sums raw int8 inputs (kws_ops.c); an aligned int32
- * copy in the arena, allocated even without a bias. Wrapping int32
- * arithmetic, as the kernel's sums. */
-static int depthwise_correction(ctx_t *c, kws_op *op, const kws_tensor *w, int32_t in_offset) {
-    const int32_t ch = op->u.conv.out_c, taps = op->u.conv.k_h * op->u.conv.k_w;
-    const uint8_t *given = (const uint8_t *)op->u.conv.bias;
-    int32_t *bias = (int32_t *)arena_alloc(c, 4 * (size_t)ch, 4);
-    if (c->failed) return 0;
-    const int8_t *f = (const int8_t *)w->data;
-    for (int32_t i = 0; i < ch; ++i) {
-        uint32_t sum = 0;
-        for (int32_t t = 0; t < taps; ++t) sum += (uint32_t)(int32_t)f[(size_t)t * ch + i];
-        uint32_t b0 = given ? rd32(given + 4 * (size_t)i) : 0;
-        bias[i] = (int32_t)(b0 + sum * (uint32_t)in_offset);
-    }
-    op->u.conv.bias = bias;
     return 1;
 }
 
@@ -488,7 +468,7 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
             if (w->dims[0] != 1 || w->dims[3] != g->out_c || g->out_c % g->in_c)
                 FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: depthwise weights do not match the tensors", k);
             g->depth_mult = (int16_t)(g->out_c / g->in_c);
-            *scratch = max_sz(*scratch, kws_depthwise_scratch_bytes(g->k_h * g->k_w, g->in_c));
+            *scratch = max_sz(*scratch, kws_depthwise_scratch_bytes(g->k_h * g->k_w, g->in_c, g->out_c));
         } else {
             if (w->dims[0] != g->out_c || w->dims[3] != g->in_c)
                 FAIL(c, KWS_ERR_UNSUPPORTED, "op %d: conv weights do not match the tensors (grouped conv?)", k);
@@ -497,7 +477,6 @@ static int parse_op(ctx_t *c, kws_model *m, const vec_t *ops, const vec_t *codes
         }
         g->weights = (const int8_t *)w->data;
         if (!per_channel(c, op, in, w, out, g->out_c, 0, k) || !find_bias(c, op, idx[2], g->out_c, k)) return 0;
-        if (dw && !depthwise_correction(c, op, w, -in->zero_point)) return 0;
         break;
     }
     case KWS_OP_FULLY_CONNECTED: {

@@ -442,8 +442,8 @@ void kws_conv2d(const kws_op *op, const int8_t *in, const int8_t *filter, int8_t
 
 /* -- DEPTHWISE_CONV_2D (per-channel) ----------------------------------------- */
 
-size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c) {
-    return (size_t)taps * sizeof(const int8_t *) + (size_t)((in_c + 3) & ~3);
+size_t kws_depthwise_scratch_bytes(int32_t taps, int32_t in_c, int32_t out_c) {
+    return (size_t)taps * sizeof(const int8_t *) + (size_t)((in_c + 3) & ~3) + 4 * (size_t)out_c;
 }
 
 /* Depthwise, 4 output channels from c (multiplier 1): sums in registers over all taps. */
@@ -480,22 +480,35 @@ static KWS_INLINE void dw_group4(const int8_t *const *tap, const int8_t *filter,
     dst[c + 3] = rq_out((int32_t)a3, qm[c + 3], qs[c + 3], out_off, lo, hi);
 }
 
-/* op->u.conv.bias holds bias[c] + in_offset * sum of channel c's weights over all
- * taps (computed at load), so the sums here take the raw int8 input. A tap in
- * the padding reads a row of the input zero point z = -in_offset, which adds
- * f * z and cancels its share of the precomputed correction: exactly the
- * "contributes nothing" of TFLite. Output channels go 4 at a time with the
- * sums in registers over all taps. scratch: tap pointers, then the z row. */
+/* First corr[c] = bias[c] + in_offset * (sum of channel c's weights over all
+ * taps), so the sums take the raw int8 input (wrapping int32 arithmetic, as
+ * the sums). A tap in the padding reads a row of the input zero point
+ * z = -in_offset, which adds f * z and cancels its share of the correction:
+ * exactly the "contributes nothing" of TFLite. Output channels go 4 at a time
+ * with the sums in registers over all taps. scratch: tap pointers, the z row,
+ * corr (computed here on every run rather than kept in the arena: taps x
+ * channels additions, about 0.1-0.3 % of a DEPTHWISE op). */
 void kws_depthwise(const kws_op *op, const int8_t *in, int8_t *out, void *scratch) {
     const kws_conv_params *g = &op->u.conv;
     const int32_t in_h = g->in_h, in_w = g->in_w, in_c = g->in_c, out_c = g->out_c;
     const int32_t k_h = g->k_h, k_w = g->k_w, taps = k_h * k_w, mult = g->depth_mult;
     const int32_t out_off = op->out_offset, lo = op->act_min, hi = op->act_max;
-    const int32_t *corr = (const int32_t *)g->bias, *qm = g->mult;
+    const int32_t *qm = g->mult;
     const int8_t *qs = g->shift, *filter = g->weights;
     const int8_t **tap = (const int8_t **)scratch;
     int8_t *zrow = (int8_t *)(tap + taps);
-    memset(zrow, (int8_t)-op->in_offset, (size_t)((in_c + 3) & ~3));
+    const size_t zrow_bytes = (size_t)((in_c + 3) & ~3);
+    memset(zrow, (int8_t)-op->in_offset, zrow_bytes);
+    int32_t *corr = (int32_t *)(void *)(zrow + zrow_bytes); /* 4-aligned: tap table and z row are */
+    {
+        const uint8_t *bias = (const uint8_t *)g->bias;
+        const uint32_t in_off = (uint32_t)op->in_offset;
+        for (int32_t c = 0; c < out_c; ++c) corr[c] = bias ? ld_le32(bias + 4 * (size_t)c) : 0;
+        for (int32_t t = 0; t < taps; ++t) {
+            const int8_t *f = filter + (size_t)t * out_c;
+            for (int32_t c = 0; c < out_c; ++c) corr[c] = (int32_t)((uint32_t)corr[c] + (uint32_t)(int32_t)f[c] * in_off);
+        }
+    }
     const int fast = mult == 1 && (out_c & 3) == 0;
     for (int32_t oy = 0; oy < g->out_h; ++oy) {
         const int32_t iy0 = oy * g->stride_h - g->pad_h;
