@@ -34,7 +34,10 @@ def _kernel():
     if _compiled is None:
         import numba
 
-        _compiled = numba.njit(cache=True, nogil=True)(_window_frames)
+        try:
+            _compiled = numba.njit(cache=True, nogil=True)(_window_frames)
+        except RuntimeError:  # no writable cache location: compile per process
+            _compiled = numba.njit(nogil=True)(_window_frames)
     return _compiled
 
 

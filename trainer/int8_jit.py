@@ -2,7 +2,7 @@
 
 numba comes with librosa (a kws-kit dependency). The numpy kernels of
 ``int8_batch`` spend most of their time in elementwise passes: the exact
-float64 requantisation (six passes over every activation), ADD's index
+float64 requantisation (five to seven passes over every activation), ADD's index
 arithmetic and table lookup, and the 10x wasted multiply-adds of a depthwise
 convolution written as a band-matrix product. Here each of them is one loop in
 plain integer arithmetic, the same operations as TFLite Micro's reference
@@ -15,8 +15,9 @@ kernels (``int8ops`` on the board runtime):
   the product fits). Accumulators arrive as floats holding exact integers.
 * :func:`depthwise`: DEPTHWISE_CONV_2D whose taps are shifts along the
   positions (temporal k x 1 kernels, stride 1) on uint8 (int8 + 128)
-  activations, summed in int32, then requantised, in one pass over the output.
-  (Other layouts keep the numpy band-matrix product: a compiled gather was
+  activations, summed in int32, then requantised, in one pass over the output;
+  it can also write the centred float32 input of the pointwise convolution that
+  alone reads it. (Other layouts keep the numpy band-matrix product: a compiled gather was
   2.4x slower than BLAS on ds_cnn_s's 3x3 taps.)
 * :func:`add_table`: ADD through the exact 256 x 256 table.
 
@@ -44,7 +45,12 @@ AVAILABLE = numba is not None
 
 
 def _njit(fn):
-    return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+    if not AVAILABLE:
+        return fn
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location (read-only install and home): compile per process
+        return numba.njit(nogil=True)(fn)
 
 
 @_njit
