@@ -442,6 +442,8 @@ def _kws_in_place(info: "TfliteInfo", op: OpInfo, which: int) -> bool:
         return False
     if op.name == "RESHAPE":
         return True
+    if len(op.inputs) < 2 or op.inputs[1] < 0 or len(info.tensors[op.inputs[1]].shape) != 4:
+        return False  # the loader refuses such a CONV_2D
     w = info.tensors[op.inputs[1]].shape  # (out_c, k_h, k_w, in_c)
     return w[1] == 1 and w[2] == 1 and tuple(op.options.get("stride", ())) == (1, 1) and w[0] <= w[3]
 
@@ -466,7 +468,9 @@ def kws_plan_activations(info: "TfliteInfo") -> tuple[int, int]:
             first[j] = last[j] = step
         first[j], last[j] = min(first[j], step), max(last[j], step)
 
-    touch(info.input_index, 0)
+    # (a model the loader refuses - an op without an output, say - still gets a number, no exception)
+    if info.input_index >= 0:
+        touch(info.input_index, 0)
     for k, op in enumerate(ops):
         reads = list(op.inputs[:3])
         if op.name in ("RESHAPE", "MEAN") and len(reads) > 1:
@@ -474,19 +478,24 @@ def kws_plan_activations(info: "TfliteInfo") -> tuple[int, int]:
         for j in reads:
             if j >= 0 and not t[j].is_constant:
                 touch(j, k)
-        touch(op.outputs[0], k)
-    touch(info.output_index, len(ops) - 1)
+        if op.outputs and op.outputs[0] >= 0:
+            touch(op.outputs[0], k)
+    if info.output_index >= 0:
+        touch(info.output_index, len(ops) - 1)
 
     owner = {j: j for j in first}
     span = {j: int(np.prod(t[j].shape)) if t[j].shape else 1 for j in first}
     for k, op in enumerate(ops):
+        if not op.outputs or op.outputs[0] < 0:
+            continue
         out = op.outputs[0]
-        candidates = [op.inputs[0] if op.inputs else -1, op.inputs[1] if op.name == "ADD" else -1]
+        candidates = [op.inputs[0] if op.inputs else -1,
+                      op.inputs[1] if op.name == "ADD" and len(op.inputs) > 1 else -1]
         for which, j in enumerate(candidates):
-            if j < 0 or not _kws_in_place(info, op, which):
+            if j < 0 or j not in owner or not _kws_in_place(info, op, which):
                 continue
             own = owner[j]
-            if last[own] != k or own == owner[info.output_index]:
+            if last[own] != k or own == owner.get(info.output_index):
                 continue
             owner[out] = own
             last[own] = max(last[own], last[out])
