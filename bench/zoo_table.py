@@ -25,8 +25,8 @@ def main() -> None:
     shape = (args.frames, args.coeffs)
     boards = [load_profile(b) for b in board_names()]
     print(f"input {shape[0]}x{shape[1]}, {args.classes} classes, int8 (random weights)\n")
-    print("| model | params | MACs | int8 flash (B) | weights (B) | arena est. (B) | TFLM arena (B) | fits |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| model | params | MACs | int8 flash (B) | weights (B) | arena est. (B) | TFLM arena (B) | kws arena, 32-bit (B) | fits |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name in reversed(ranked_names()):
         d = describe(name, shape, args.classes)
         fits = []
@@ -36,7 +36,8 @@ def main() -> None:
                 fits.append(profile["name"] + ("" if report.fast_enough else " (slow)"))
         label = f"`{name}`" + (" (default)" if name == DEFAULT_MODEL else "")
         print(f"| {label} | {d['params']:,} | {d['macs']:,} | {d['flash_bytes']:,} | {d['param_bytes']:,} | "
-              f"{d['arena_bytes']:,} | {d['tflm_arena_bytes'] or 0:,} | {', '.join(fits) or 'none'} |")
+              f"{d['arena_bytes']:,} | {d['tflm_arena_bytes'] or 0:,} | {d['kws_arena_bytes']:,} | "
+              f"{', '.join(fits) or 'none'} |")
     print()
     for profile in boards:
         name = pick_model(profile, shape, args.classes)
