@@ -300,17 +300,24 @@ static void complex_fft(float *z, int32_t m, const float *qc) {
     }
 }
 
-/* One frame with the scratch at z (frame_scratch_floats floats). */
+/* The scratch (frame_scratch_floats floats at z): the FFT buffer (n_fft), the
+ * power (bins_used + 1), the log-mel energies (n_mels), the coefficients (n_coeffs). */
+static float *scratch_log_mel(const kws_frontend *fe, float *z) {
+    return z + fe->cfg.n_fft + fe->bins_used + 1;
+}
+
+/* One frame with the scratch at z. */
 static void frame_with(kws_frontend *fe, const int16_t *pcm, float *out, float *z) {
     const kws_frontend_config *c = &fe->cfg;
     const int32_t nf = c->n_fft, m = nf / 2, wl = c->window_length, quarter = nf / 4;
-    float *power = z + nf, *log_mel = power + fe->bins_used + 1;
+    const float *qc = fe->quarter_cos; /* W^k = cos - i sin of 2*pi*k/n_fft ("Twiddles") */
+    float *power = z + nf, *log_mel = scratch_log_mel(fe, z);
     const float *w = fe->window;
     int32_t n = 0;
     for (; n <= wl / 2; ++n) z[n] = (float)pcm[n] * w[n];
     for (; n < wl; ++n) z[n] = (float)pcm[n] * w[wl - n];
     for (; n < nf; ++n) z[n] = 0.0f;
-    complex_fft(z, m, fe->quarter_cos);
+    complex_fft(z, m, qc);
     /* split: X[k] = E[k] + W^k O[k] with E, O from Z[k] and conj(Z[m-k]) */
     for (int32_t k = 0; k < fe->bins_used; ++k) {
         const int32_t a = k % m, b = (m - k) % m;
@@ -319,7 +326,6 @@ static void frame_with(kws_frontend *fe, const int16_t *pcm, float *out, float *
         const float dr = 0.5f * (zr - cr), di = 0.5f * (zi - ci);
         /* O = D / i = (di, -dr) */
         const float orr = di, oi = -dr;
-        const float *qc = fe->quarter_cos; /* W^k = cos - i sin of 2*pi*k/n_fft ("Twiddles") */
         float wr, wi;
         if (k <= quarter) { wr = qc[k]; wi = k ? -qc[quarter - k] : -0.0f; }
         else if (k < m) { wr = -qc[2 * quarter - k]; wi = -qc[k - quarter]; }
@@ -353,7 +359,7 @@ static void frame_into_ring(kws_frontend *fe, float *z) {
     const kws_frontend_config *c = &fe->cfg;
     const size_t row = (size_t)fe->head * c->n_coeffs;
     if (fe->frames_q) {
-        float *coeffs = z + c->n_fft + fe->bins_used + 1 + c->n_mels;
+        float *coeffs = scratch_log_mel(fe, z) + c->n_mels;
         frame_with(fe, fe->samples, coeffs, z);
         kws_quantize_features(coeffs, fe->frames_q + row, (size_t)c->n_coeffs, c->in_scale, c->in_zero_point);
     } else {
