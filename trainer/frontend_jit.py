@@ -10,13 +10,12 @@ compiled or loaded from numba's disk cache, on first use.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 
+from . import jit
+
 # numba is imported on first use (importing it costs ~0.3 s; the front end is imported everywhere).
-AVAILABLE = os.environ.get("KWS_KIT_NO_JIT", "") in ("", "0") and importlib.util.find_spec("numba") is not None
+AVAILABLE = jit.enabled()
 _compiled = None
 
 
@@ -32,12 +31,7 @@ def _window_frames(pcm, start, hop, count, window, out):
 def _kernel():
     global _compiled
     if _compiled is None:
-        import numba
-
-        try:
-            _compiled = numba.njit(cache=True, nogil=True)(_window_frames)
-        except RuntimeError:  # no writable cache location: compile per process
-            _compiled = numba.njit(nogil=True)(_window_frames)
+        _compiled = jit.njit(_window_frames)
     return _compiled
 
 

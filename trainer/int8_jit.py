@@ -30,27 +30,15 @@ processes load it.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-try:
-    if os.environ.get("KWS_KIT_NO_JIT", "") not in ("", "0"):
-        raise ImportError("turned off by KWS_KIT_NO_JIT")
-    import numba
-except ImportError:  # pragma: no cover - numba is a librosa dependency
-    numba = None
+from . import jit
 
-AVAILABLE = numba is not None
+AVAILABLE = jit.enabled()
 
 
 def _njit(fn):
-    if not AVAILABLE:
-        return fn
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # no writable cache location (read-only install and home): compile per process
-        return numba.njit(nogil=True)(fn)
+    return jit.njit(fn) if AVAILABLE else fn
 
 
 @_njit
