@@ -82,6 +82,22 @@ def build_program(main_source: Path, sanitize: bool = False, extra_flags: tuple[
                     Path(main_source).stem + ("-asan" if sanitize else ""))
 
 
+def probe_sizes(cc: str, flags: list[str], source: str, expressions: list[str], workdir: Path) -> list[int]:
+    """Compile-time values (e.g. ``sizeof(kws_op)``) as ``cc`` with ``flags`` sees them: ``source``
+    plus a uint32 array of ``expressions`` in its own section, compiled to an object file and read
+    back with objcopy (no need to run the target's code)."""
+    probe = workdir / "probe.c"
+    probe.write_text(source + '\n__attribute__((section(".kwsprobe"))) const unsigned kws_probe[] = {'
+                     + ", ".join(expressions) + "};\n")
+    obj = workdir / "probe.o"
+    subprocess.run([cc, *flags, f"-I{SRC}", "-c", str(probe), "-o", str(obj)], check=True)
+    objcopy = shutil.which(cc.replace("gcc", "objcopy")) or shutil.which("objcopy")
+    subprocess.run([objcopy, "-O", "binary", "--only-section=.kwsprobe", str(obj), str(workdir / "probe.bin")],
+                   check=True)
+    raw = (workdir / "probe.bin").read_bytes()
+    return [int.from_bytes(raw[i:i + 4], "little") for i in range(0, 4 * len(expressions), 4)]
+
+
 class KwsError(Exception):
     pass
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -205,14 +204,7 @@ def test_front_end_memory_twin_equals_the_c_allocation(lib, preset):
 
 
 def _frontend_struct_size(cc: str, flags: list[str], tmp_path) -> int:
-    probe = tmp_path / "probe.c"
-    probe.write_text('#include "kws_frontend.c"\n'
-                     '__attribute__((section(".probe"))) const unsigned probe_size = sizeof(struct kws_frontend);\n')
-    obj = tmp_path / "probe.o"
-    subprocess.run([cc, *flags, f"-I{cb.SRC}", "-c", str(probe), "-o", str(obj)], check=True)
-    objdump = shutil.which(cc.replace("gcc", "objdump")) or shutil.which("objdump")
-    dump = subprocess.run([objdump, "-s", "-j", ".probe", str(obj)], capture_output=True, text=True, check=True).stdout
-    return int.from_bytes(bytes.fromhex(dump.strip().splitlines()[-1].split()[1]), "little")
+    return cb.probe_sizes(cc, flags, '#include "kws_frontend.c"', ["sizeof(struct kws_frontend)"], tmp_path)[0]
 
 
 def test_front_end_struct_sizes_of_the_twin(tmp_path):

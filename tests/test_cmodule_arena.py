@@ -46,16 +46,8 @@ def test_twin_covers_the_c_loader_on_every_zoo_model(models):
 
 
 def _struct_sizes(cc: str, flags: list[str], tmp_path: Path) -> tuple[int, ...]:
-    probe = tmp_path / "probe.c"
-    probe.write_text('#include "kws_internal.h"\n'
-                     "const unsigned probe_sizes[3] = {sizeof(struct kws_model), sizeof(kws_tensor), sizeof(kws_op)};\n")
-    obj = tmp_path / "probe.o"
-    subprocess.run([cc, *flags, f"-I{KWS_DIR}", "-c", str(probe), "-o", str(obj)], check=True)
-    objdump = shutil.which(cc.replace("gcc", "objdump")) or shutil.which("objdump")
-    dump = subprocess.run([objdump, "-s", "-j", ".rodata", str(obj)], capture_output=True, text=True, check=True).stdout
-    line = next(row for row in dump.splitlines() if row.startswith(" 0000 "))
-    raw = bytes.fromhex("".join(line.split()[1:4]))  # three little-endian uint32 words
-    return tuple(int.from_bytes(raw[i:i + 4], "little") for i in range(0, 12, 4))
+    return tuple(cb.probe_sizes(cc, flags, '#include "kws_internal.h"',
+                                ["sizeof(struct kws_model)", "sizeof(kws_tensor)", "sizeof(kws_op)"], tmp_path))
 
 
 DRIVER_32 = r"""
