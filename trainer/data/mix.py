@@ -57,20 +57,52 @@ def noise_segment(noise: np.ndarray, offset_s: float, length: int = CLIP_SAMPLES
 
 def speech_samples(row: ManifestRow) -> np.ndarray:
     """The row's clip at 16 kHz, centre-cropped or zero-padded to one second."""
+    return audio_io.fit_length(_clip_samples(row), CLIP_SAMPLES)
+
+
+def _clip_samples(row: ManifestRow) -> np.ndarray:
+    """The row's clip as int16 (plain 16 kHz 16-bit mono WAV: no conversion) or float32 (any other file)."""
     duration = row.duration_s if row.duration_s > 0 else None
-    x = wavfile.read_pcm16_mono(row.path, SAMPLE_RATE, row.offset_s, duration)
+    x = wavfile.pcm16_mono_samples(row.path, SAMPLE_RATE, row.offset_s, duration)
     if x is None:
         x = audio_io.load(row.path, SAMPLE_RATE, row.offset_s, duration)
-    return audio_io.fit_length(x, CLIP_SAMPLES)
+    return x
 
 
-def _place_shifted(dest: np.ndarray, x: np.ndarray, shift: int) -> None:
-    """Write ``x`` into the zeroed ``dest`` delayed by ``shift`` samples (negative: earlier)."""
-    n = len(dest)
-    if shift >= 0:
-        dest[shift:] = x[: n - shift]
+def place_clip(dest: np.ndarray, x: np.ndarray, shift: int) -> None:
+    """Fill ``dest`` with clip ``x`` centre-cropped or zero-padded to ``len(dest)`` and then
+    delayed by ``shift`` samples (negative: earlier), zeros elsewhere; int16 clips are
+    scaled by 1/32768 on the way. One pass over ``dest``: the same numbers as
+    ``fit_length`` followed by a shift, without the intermediate arrays."""
+    n, m = len(dest), len(x)
+    if m > n:
+        crop = (m - n) // 2
+        x, m, position = x[crop : crop + n], n, 0
     else:
-        dest[: n + shift] = x[-shift:]
+        position = (n - m) // 2
+    position += shift
+    a, b = max(position, 0), min(position + m, n)
+    if b <= a:
+        dest.fill(0.0)
+        return
+    dest[:a] = 0.0
+    dest[b:] = 0.0
+    if x.dtype == np.int16:
+        np.multiply(x[a - position : b - position], wavfile.INT16_SCALE, out=dest[a:b])
+    else:
+        dest[a:b] = x[a - position : b - position]
+
+
+def _power(x: np.ndarray) -> np.ndarray:
+    """Mean square of each row of a (B, 16000) float32 array, as float64.
+
+    Sums of squares over 1000-sample pieces in float32 (no float64 copy: 5x faster),
+    then the 16 pieces in float64. A row gives the same bits whatever the batch
+    size or its memory alignment (tested), so render() of one row equals the row
+    rendered in a batch; the relative error (~1e-6) is far below one 16-bit step.
+    """
+    pieces = x.reshape(x.shape[0], -1, 1000)
+    return np.einsum("ijk,ijk->ij", pieces, pieces).sum(axis=1, dtype=np.float64) / x.shape[1]
 
 
 def mix_batch(rows: Sequence[ManifestRow], speech: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -84,41 +116,33 @@ def mix_batch(rows: Sequence[ManifestRow], speech: np.ndarray, noise: np.ndarray
     is_silence = np.array([r.label == SILENCE for r in rows], dtype=bool)
     snr = np.array([np.nan if r.snr_db is None else r.snr_db for r in rows], dtype=np.float64)
     speech_gain = np.where(is_silence, 0.0, gain)
-    # Sums of squares row by row without temporaries; each row goes through the same
-    # kernel whatever the batch size, so a batch of one gives the same numbers.
-    power_speech = np.einsum("ij,ij->i", speech, speech, dtype=np.float64) / speech.shape[1]
-    power_noise = np.einsum("ij,ij->i", noise, noise, dtype=np.float64) / noise.shape[1]
-    rms_speech = speech_gain * np.sqrt(power_speech)
-    rms_noise = np.sqrt(power_noise)
+    rms_speech = speech_gain * np.sqrt(_power(speech))
+    rms_noise = np.sqrt(_power(noise))
     with np.errstate(divide="ignore", invalid="ignore"):
         snr_scale = rms_speech / (rms_noise * np.power(10.0, snr / 20.0))
     snr_scale = np.where(np.isfinite(snr_scale) & (rms_noise > 1e-9), snr_scale, 0.0)
-    noise *= np.where(is_silence, gain, snr_scale).astype(np.float32)[:, None]
-    speech *= speech_gain.astype(np.float32)[:, None]
+    # The x32768 of the int16 conversion is folded into the gains: scaling by a power of
+    # two is exact in float32, so the result is the same as scaling afterwards.
+    noise *= (np.where(is_silence, gain, snr_scale).astype(np.float32) * np.float32(32768.0))[:, None]
+    speech *= (speech_gain.astype(np.float32) * np.float32(32768.0))[:, None]
     noise += speech
-    return _to_int16(noise)
-
-
-def _to_int16(x: np.ndarray) -> np.ndarray:
-    """In-place float32 version of :func:`audio_io.to_int16` (same result: x32768 is exact)."""
-    x *= np.float32(32768.0)
-    np.rint(x, out=x)
-    np.clip(x, -32768.0, 32767.0, out=x)
-    return x.astype(np.int16)
+    np.rint(noise, out=noise)
+    np.clip(noise, -32768.0, 32767.0, out=noise)
+    return noise.astype(np.int16)
 
 
 _SCRATCH = threading.local()
 
 
 def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zeroed speech and noise buffers for ``n`` rows, reused between full batches of a
-    thread: fresh 8 MB arrays cost a page fault per 4 kB on every batch."""
+    """Speech and noise buffers for ``n`` rows, reused between full batches of a thread
+    (fresh 8 MB arrays cost a page fault per 4 kB on every batch). Every row is
+    overwritten by the caller."""
     buffers = getattr(_SCRATCH, "full_batch", None) if n == BATCH else None
     if buffers is None:
         buffers = (np.empty((n, CLIP_SAMPLES), dtype=np.float32), np.empty((n, CLIP_SAMPLES), dtype=np.float32))
         if n == BATCH:
             _SCRATCH.full_batch = buffers
-    buffers[0].fill(0.0)
     return buffers
 
 
@@ -132,12 +156,15 @@ def render_batch_int16(
     for i, row in enumerate(rows):
         try:
             if row.path:
-                _place_shifted(speech[i], speech_samples(row), row.shift_samples)
+                place_clip(speech[i], _clip_samples(row), row.shift_samples)
+            else:
+                speech[i] = 0.0
             if row.noise_path:
                 noise[i] = noise_segment(load_noise(row.noise_path, cache), row.noise_offset_s)
             else:
                 noise[i] = 0.0
         except AudioError as exc:
+            speech[i] = 0.0
             noise[i] = 0.0
             if not skip_errors:
                 raise
@@ -189,6 +216,9 @@ def _render_job(
     made: set[str] = set()
     header = wav_header(CLIP_SAMPLES)
     little_endian = np.ascontiguousarray(pcm, dtype="<i2")
+    # One create (exclusive: the output folder is fresh, nothing is overwritten) and one
+    # gathered write per file; creating the file is most of the cost on a real disk.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for i, row in enumerate(rows):
         if i in failed:
             continue
@@ -197,10 +227,26 @@ def _render_job(
         if folder not in made:
             os.makedirs(folder, exist_ok=True)
             made.add(folder)
-        with open(target, "wb") as f:
-            f.write(header)
-            f.write(little_endian[i].data)
+        fd = os.open(target, flags, 0o644)
+        try:
+            _write_all(fd, header, little_endian[i].data)
+        finally:
+            os.close(fd)
     return None, failures
+
+
+def _write_all(fd: int, header: bytes, samples: memoryview) -> None:
+    """Write header + samples to ``fd``, in one system call where the platform has writev."""
+    if hasattr(os, "writev"):
+        written = os.writev(fd, [header, samples])
+        if written == len(header) + samples.nbytes:
+            return
+        rest = (header + bytes(samples))[written:]  # a short write: finish it plainly
+    else:
+        rest = header + bytes(samples)
+    view = memoryview(rest)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def default_workers() -> int:

@@ -15,6 +15,7 @@ import struct
 import numpy as np
 
 _PCM, _FLOAT = 1, 3
+INT16_SCALE = np.float32(1.0 / 32768.0)  # a power of two: int16 -> float32 is exact
 
 
 def _chunks(f, file_size: int):
@@ -65,8 +66,8 @@ def header_duration(path: str | os.PathLike) -> tuple[int, int, int] | None:
     return None
 
 
-def read_pcm16_mono(path: str, sample_rate: int, offset_s: float, duration_s: float | None) -> np.ndarray | None:
-    """Samples of a ``sample_rate`` mono 16-bit PCM WAV as float32 (int16 / 32768), else None.
+def pcm16_mono_samples(path: str, sample_rate: int, offset_s: float, duration_s: float | None) -> np.ndarray | None:
+    """The int16 samples of a ``sample_rate`` mono 16-bit PCM WAV (a view of the file's bytes), else None.
 
     Offsets and durations round to frames exactly like :func:`kws_kit.audio_io.load`.
     """
@@ -98,6 +99,14 @@ def read_pcm16_mono(path: str, sample_rate: int, offset_s: float, duration_s: fl
             stop = frames if duration_s is None else min(frames, start + int(round(duration_s * sample_rate)))
             if stop <= start:
                 return None  # let the general reader raise its error
-            return pcm[start:stop].astype(np.float32) * np.float32(1.0 / 32768.0)
+            return pcm[start:stop]
         position = body + size + (size & 1)
     return None
+
+
+def read_pcm16_mono(path: str, sample_rate: int, offset_s: float, duration_s: float | None) -> np.ndarray | None:
+    """Samples of a ``sample_rate`` mono 16-bit PCM WAV as float32 (int16 / 32768), else None."""
+    pcm = pcm16_mono_samples(path, sample_rate, offset_s, duration_s)
+    if pcm is None:
+        return None
+    return np.multiply(pcm, INT16_SCALE, dtype=np.float32)
