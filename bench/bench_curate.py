@@ -13,7 +13,7 @@ kws-kit wrote: same clips, shifts, gains, noise segments and SNRs):
 Input: the shared Speech Commands copy (../shared/data/speech_commands) when
 present, else generated audio. Usage:
 
-    python bench/bench_curate.py [--source DIR | --generated] [--plain-limit 400] [--workers 2]
+    python bench/bench_curate.py [--source DIR | --generated] [--rounds 5] [--out-dir DIR] [--workers 2]
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def main() -> int:
     parser.add_argument("--keywords", default=",".join(COMMAND_WORDS))
     parser.add_argument("--plain-limit", type=int, default=400, help="examples timed for the plain loop (a seeded random sample)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2, help="kws-kit runs; the best is reported")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of (kws-kit, plain loop), run back to back so both see the same machine state")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where both sides write their WAVs (default: the system temp folder)")
     args = parser.parse_args()
@@ -144,56 +145,62 @@ def main() -> int:
             source, what = generated_source(work / "generated"), "generated audio (12 words x 60 speakers)"
         keywords = [k for k in args.keywords.split(",") if k]
 
-        load_before = os.getloadavg()[0]
-        best, best_cpu = None, None
-        for i in range(args.repeat):
-            out = work / f"curated{i}"
+        def run_kws_kit(out: Path) -> tuple[float, float]:
             t0, c0 = time.perf_counter(), cpu_seconds()
             curate(CurateOptions(keywords=keywords, sources=[str(source)], out=str(out), materialize=True,
                                  workers=args.workers, seed=0))
-            elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-            best = elapsed if best is None else min(best, elapsed)
-            best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
-        ds = load_curated(work / "curated0")
+            return time.perf_counter() - t0, cpu_seconds() - c0
+
+        load_before = os.getloadavg()[0]
+        run_kws_kit(work / "warm-up-curated")  # page cache and imports, as for the plain loop's warm-up below
+        ds = load_curated(work / "warm-up-curated")
         rows = ds.rows
-        ours = len(rows) / best
+        rng = np.random.default_rng(0)
+        sample = [rows[i] for i in sorted(rng.choice(len(rows), size=min(args.plain_limit, len(rows)), replace=False))]
+        warm = work / "warm-up-plain"
+        warm.mkdir()
+        plain_loop(sample[:5], warm)  # librosa's import and first-call JIT compilation are not charged to the loop
+
+        results = []  # per round: kws-kit s, kws-kit CPU s, plain s, plain CPU s, file creation ms
+        for r in range(args.rounds):
+            ours_s, ours_cpu = run_kws_kit(work / f"curated{r}")
+            plain_out = work / f"plain{r}"
+            plain_out.mkdir()
+            c0 = cpu_seconds()
+            plain_s = plain_loop(sample, plain_out)
+            plain_cpu = cpu_seconds() - c0
+            results.append((ours_s, ours_cpu, plain_s, plain_cpu, file_creation_ms(work / f"creation{r}")))
 
         t0 = time.perf_counter()
         batch = render_many(rows, workers=args.workers)
         in_memory = len(rows) / (time.perf_counter() - t0)
 
-        rng = np.random.default_rng(0)
-        sample = [rows[i] for i in sorted(rng.choice(len(rows), size=min(args.plain_limit, len(rows)), replace=False))]
-        plain_out = work / "plain"
-        plain_out.mkdir()
-        warm = work / "warm-up"
-        warm.mkdir()
-        plain_loop(sample[:5], warm)  # librosa's import and first-call JIT compilation are not charged to the loop
-
-        c0 = cpu_seconds()
-        plain_s = plain_loop(sample, plain_out)
-        plain_cpu = cpu_seconds() - c0
-        plain = len(sample) / plain_s
-
         import soundfile as sf
 
-        create_ms = file_creation_ms(work / "creation-test")
         index = {r.id: i for i, r in enumerate(rows)}
+        plain_out = work / f"plain{args.rounds - 1}"
         diffs = [np.max(np.abs(sf.read(str(plain_out / f"{r.id}.wav"), dtype="float32")[0] - batch[index[r.id]]))
                  for r in sample[:50]]
         print(f"input: {what}")
         print(f"examples: {len(rows)} ({len(keywords)} keywords + _unknown_ + _silence_), noise in "
               f"{sum(r.snr_db is not None for r in rows)} of {sum(r.label != '_silence_' for r in rows)} speech examples")
-        print(f"kws-kit curate --materialize, {args.workers} workers: {best:.2f} s -> {ours:.0f} examples/s "
-              f"(best of {args.repeat}, including scanning and report)")
-        print(f"kws-kit render_many in memory: {in_memory:.0f} examples/s")
-        print(f"plain librosa loop: {len(sample)} examples in {plain_s:.2f} s -> {plain:.1f} examples/s")
-        print(f"CPU time per example: kws-kit {1000 * best_cpu / len(rows):.2f} ms (all processes), "
-              f"plain {1000 * plain_cpu / len(sample):.2f} ms")
-        print(f"speed-up: {ours / plain:.1f}x wall-clock, {(plain_cpu / len(sample)) / (best_cpu / len(rows)):.1f}x CPU time; "
-              f"max |difference| of 50 plain vs kws-kit examples: {max(diffs):.5f}")
-        print(f"creating one 32 kB file in {work.parent} costs {create_ms:.2f} ms of CPU (both sides pay it per example)")
-        print(f"cpu cores: {os.cpu_count()}; load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+        print(f"kws-kit: curate --materialize with {args.workers} workers, end to end (scan, plan, render, write, report)")
+        print(f"plain:   librosa.load + mix + soundfile.write, one process, {len(sample)} of the same examples")
+        ratios, cpu_ratios = [], []
+        for r, (ours_s, ours_cpu, plain_s, plain_cpu, create_ms) in enumerate(results):
+            ours, plain = len(rows) / ours_s, len(sample) / plain_s
+            cpu_ratio = (plain_cpu / len(sample)) / (ours_cpu / len(rows))
+            ratios.append(ours / plain)
+            cpu_ratios.append(cpu_ratio)
+            print(f"round {r + 1}: kws-kit {ours:6.0f} examples/s ({1000 * ours_cpu / len(rows):.2f} ms CPU each), "
+                  f"plain {plain:5.0f} examples/s ({1000 * plain_cpu / len(sample):.2f} ms CPU each) -> "
+                  f"{ours / plain:4.1f}x wall-clock, {cpu_ratio:4.1f}x CPU; creating a 32 kB file: {create_ms:.2f} ms CPU")
+        print(f"speed-up over {args.rounds} rounds: median {np.median(ratios):.1f}x (min {min(ratios):.1f}x, "
+              f"max {max(ratios):.1f}x) wall-clock; median {np.median(cpu_ratios):.1f}x CPU time")
+        print(f"kws-kit render_many in memory (no files): {in_memory:.0f} examples/s")
+        print(f"max |difference| of 50 plain vs kws-kit examples: {max(diffs):.5f}")
+        print(f"output folder: {work.parent}; cpu cores: {os.cpu_count()}; "
+              f"load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
