@@ -55,6 +55,22 @@ def test_curated_dataset_is_readable_by_others(tmp_path, umask_022):
     assert stat.S_IMODE((out / "manifest.csv").stat().st_mode) == 0o644
 
 
+def test_out_that_is_or_holds_a_source_is_refused(tmp_path, capsys):
+    src = make_word_folder(tmp_path / "data" / "src", {"go": 1, "up": 1}, SPEAKERS)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out in (src, tmp_path / "data", src / ".." / "src"):
+        rc = main(["data", "curate", "--keywords", "go", "--source", str(src), "--out", str(out), "--overwrite"])
+        line = _one_error_line(capsys.readouterr().err)
+        assert rc == 1 and "would delete your audio" in line
+    noise = tmp_path / "noise"
+    write_audio(noise / "fan.wav", np.zeros(16000, np.float32))
+    rc = main(["data", "curate", "--keywords", "go", "--source", str(src), "--noise", str(noise), "--out", str(noise),
+               "--overwrite"])
+    assert rc == 1 and "input folder" in _one_error_line(capsys.readouterr().err)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before + [
+        p.relative_to(tmp_path) for p in (noise, noise / "fan.wav")]
+
+
 def test_out_dot_is_a_clear_error_not_a_crash(tmp_path, monkeypatch, capsys):
     src = make_word_folder(tmp_path / "src", {"go": 1, "up": 1}, SPEAKERS)
     work = tmp_path / "work"
@@ -66,3 +82,58 @@ def test_out_dot_is_a_clear_error_not_a_crash(tmp_path, monkeypatch, capsys):
     # a relative --out that names its parent with ".." still works
     assert main(["data", "curate", "--keywords", "go", "--source", str(src), "--out", "../ds/x/.."]) == 0
     assert (tmp_path / "ds" / "manifest.csv").is_file()
+
+
+def test_fetch_refuses_a_dest_that_holds_the_archive(tmp_path, capsys):
+    import tarfile
+
+    box = tmp_path / "box"
+    src = make_word_folder(tmp_path / "sc", {"yes": 1}, ["a", "b", "c"])
+    box.mkdir()
+    archive = box / "sc.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="sc")
+    rc = main(["data", "fetch", "speech-commands", "--dest", str(box), "--from-archive", str(archive), "--overwrite"])
+    assert rc == 1 and "lies inside --dest" in _one_error_line(capsys.readouterr().err)
+    assert archive.is_file() and [p.name for p in box.iterdir()] == ["sc.tar.gz"]
+
+
+def test_same_source_twice_is_read_once(tmp_path, capsys):
+    src = make_word_folder(tmp_path / "src", {"go": 1, "up": 1}, SPEAKERS, noise_seconds=12)
+    out = tmp_path / "ds"
+    (tmp_path / "link").symlink_to(src)
+    rc = main(["data", "curate", "--keywords", "go", "--source", str(src), "--source", str(src) + "/./",
+               "--source", str(tmp_path / "link"), "--noise", str(src / "_background_noise_"), "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert f"--source {src} is given twice; it is read once" in err
+    assert f"--source {tmp_path / 'link'} is the same folder as {src}; it is read once" in err
+    ds = load_curated(out)
+    paths = [r.path for r in ds.rows if r.path]
+    assert len(paths) == len(set(paths))  # no clip twice
+    assert len({(r.path, r.split) for r in ds.noise_regions}) == len(ds.noise_regions) == 3  # hum.wav once
+
+
+def test_broken_noise_file_is_rejected_before_it_spoils_examples(tmp_path, capsys):
+    src = make_word_folder(tmp_path / "src", {"go": 1, "up": 1}, SPEAKERS, noise_seconds=12)
+    bad = write_audio(src / "_background_noise_" / "broken.flac",
+                      np.random.default_rng(0).normal(0, 0.05, 15 * 16000).astype(np.float32), fmt="FLAC")
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])  # header intact, data cut off
+    nan = np.full(16000 * 11, 0.01, np.float32)
+    nan[5] = np.nan
+    write_audio(src / "_background_noise_" / "nan.wav", nan, subtype="FLOAT")
+    for materialize in (False, True):
+        out = tmp_path / f"ds{materialize}"
+        args = ["data", "curate", "--keywords", "go", "--source", str(src), "--out", str(out), "--noise-prob", "1"]
+        assert main(args + (["--materialize"] if materialize else [])) == 0
+        err = capsys.readouterr().err
+        assert "broken.flac cannot be decoded" in err and "nan.wav cannot be decoded" in err
+        ds = load_curated(out)
+        used = {r.noise_path.rsplit("/", 1)[-1] for r in ds.rows if r.noise_path}
+        assert used == {"hum.wav"}
+        report = json.loads((out / "report.json").read_text())
+        reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in report["rejected"]}
+        assert reasons["broken.flac"].startswith("noise file: not a readable audio file")
+        assert reasons["nan.wav"].startswith("noise file: contains NaN")
+        assert not any("could not be rendered" in r["reason"] for r in report["rejected"])
+        assert ds.meta["sources"][0]["noise_files"] == 1 and ds.meta["sources"][0]["rejected"] == 2

@@ -17,6 +17,7 @@ Public API used by training and evaluation: :func:`load_curated`,
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__, atomic, progress
-from ..errors import DataError
-from .common import CLIP_SAMPLES, SAMPLE_RATE, SILENCE, SPLITS, UNKNOWN, Clip, NoiseFile, fmt_float, hash_splits
+from ..errors import AudioError, DataError
+from .common import CLIP_SAMPLES, SAMPLE_RATE, SILENCE, SPLITS, UNKNOWN, Clip, NoiseFile, Rejected, fmt_float, hash_splits
 from .manifest import (
     DATASET_JSON,
     FORMAT_VERSION,
@@ -38,7 +39,7 @@ from .manifest import (
     load_curated,
     manifest_text,
 )
-from .mix import materialize, render, render_many
+from .mix import load_noise, materialize, render, render_many
 from .scan import ScanResult, scan, scan_sources
 
 __all__ = [
@@ -358,12 +359,17 @@ def curate(opts: CurateOptions) -> Path:
     if opts.max_per_class is not None and opts.max_per_class < 1:
         raise DataError("--max-per-class must be at least 1")
 
+    opts.sources = _distinct_folders(opts.sources, "--source")
+    opts.noise_dirs = _distinct_folders(opts.noise_dirs, "--noise")
+    _check_out_keeps_inputs(out, [*opts.sources, *opts.noise_dirs])
+
     scanned = scan(opts.sources, opts.split_by, opts.noise_dirs)
     available = scanned.words
     missing = [k for k in opts.keywords if k not in available]
     if missing:
         listing = ", ".join(available) or "none"
         raise DataError(f"keyword(s) {', '.join(missing)} not found in the sources; available words: {listing}")
+    _drop_duplicate_and_broken_noise(scanned, keep_decoded=opts.materialize)
     if len(available) == len(opts.keywords) and opts.unknown_share > 0:
         scanned.warn("every word is a keyword, so the _unknown_ class is empty (add other words)")
     if not scanned.noise_files:
@@ -427,6 +433,63 @@ def curate(opts: CurateOptions) -> Path:
         f"test {totals['test']}; {len(scanned.rejected)} files rejected, see report.md)"
     )
     return out
+
+
+def _distinct_folders(paths: Sequence[str], option: str) -> list[str]:
+    """``paths`` without repeats of one folder (``data``, ``./data/``): a folder given twice would
+    put every one of its clips into the dataset twice."""
+    seen: dict[str, str] = {}
+    for p in paths:
+        key = os.path.realpath(p)
+        if key in seen:
+            same = "is given twice" if str(p) == str(seen[key]) else f"is the same folder as {seen[key]}"
+            progress.warn(f"{option} {p} {same}; it is read once")
+            continue
+        seen[key] = p
+    return list(seen.values())
+
+
+def _check_out_keeps_inputs(out: Path, inputs: Sequence[str]) -> None:
+    """Refuse an --out that is, or holds, one of the input folders: --overwrite would delete it."""
+    target = Path(os.path.realpath(out))
+    for folder in inputs:
+        real = Path(os.path.realpath(folder))
+        if real == target or real.is_relative_to(target):
+            raise DataError(
+                f"--out {out} is or contains the input folder {folder}; replacing it would delete your audio",
+                hint="choose an --out outside the sources",
+            )
+
+
+def _drop_duplicate_and_broken_noise(scanned: ScanResult, keep_decoded: bool) -> None:
+    """Keep each noise file once, and only if it decodes.
+
+    A noise file is heard in many examples, so one whose header is fine but whose
+    data is not (a truncated FLAC, NaN samples) would spoil all of them; it is
+    decoded now and, if that fails, rejected like any other bad file. With
+    ``keep_decoded`` the samples stay in the renderer's cache (worker processes
+    forked later inherit them, so nothing is decoded twice).
+    """
+    kept: list[NoiseFile] = []
+    seen: set[str] = set()
+    for nf in scanned.noise_files:
+        key = os.path.realpath(nf.path)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_noise(nf.path, None if keep_decoded else {})
+        except AudioError as exc:
+            reason = exc.one_line().split(": ", 1)[-1]
+            scanned.rejected.append(Rejected(nf.path, f"noise file: {reason}", nf.source))
+            for info in scanned.sources:
+                if info.label == nf.source:
+                    info.noise_files -= 1
+                    info.rejected += 1
+            scanned.warn(f"noise file {nf.path} cannot be decoded ({reason}); not used")
+            continue
+        kept.append(nf)
+    scanned.noise_files = kept
 
 
 def parse_range(text: str, what: str) -> tuple[float, float]:

@@ -110,6 +110,11 @@ def fetch(
         archive = Path(from_archive)
         if not archive.is_file():
             raise KwsError(f"archive {archive} not found")
+        if Path(os.path.realpath(archive)).is_relative_to(os.path.realpath(dest)):
+            raise KwsError(
+                f"the archive {archive} lies inside --dest {dest}, which --overwrite would delete",
+                hint="move the archive out of that folder first",
+            )
         if sha256:
             progress.info(f"checking the SHA-256 of {archive.name}")
             digest = dl.sha256_of(archive)
