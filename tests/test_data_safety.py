@@ -137,3 +137,27 @@ def test_broken_noise_file_is_rejected_before_it_spoils_examples(tmp_path, capsy
         assert reasons["nan.wav"].startswith("noise file: contains NaN")
         assert not any("could not be rendered" in r["reason"] for r in report["rejected"])
         assert ds.meta["sources"][0]["noise_files"] == 1 and ds.meta["sources"][0]["rejected"] == 2
+
+
+def test_messages_with_brackets_are_text_and_stay_on_one_line(monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=buffer, width=40, soft_wrap=True, force_terminal=False))
+    progress.warn("skipped /data/take[/old].wav and /data/[draft]/a.wav because it is far too short to use")
+    assert buffer.getvalue() == (
+        "warning: skipped /data/take[/old].wav and /data/[draft]/a.wav because it is far too short to use\n")
+    # progress bars are drawn with markup too: a folder named like a tag must not break them
+    monkeypatch.setattr(progress, "enabled", lambda: True)
+    monkeypatch.setattr(progress, "console", Console(file=io.StringIO(), force_terminal=True))
+    assert list(progress.track([1, 2], "scanning [/x]")) == [1, 2]
+
+
+def test_the_real_console_does_not_wrap_long_lines():
+    assert progress.console.soft_wrap
+
+
+@pytest.mark.parametrize("command", ["", "fetch", "record", "synth", "curate", "scan"])
+def test_every_data_command_help_has_an_example(command, capsys):
+    args = ["data", *([command] if command else []), "--help"]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Example: kws-kit data " + (command or "") in out

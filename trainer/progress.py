@@ -7,6 +7,7 @@ import sys
 from typing import Iterable, Iterator, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,7 +20,8 @@ from rich.progress import (
 T = TypeVar("T")
 
 # Messages go to stderr so that stdout stays clean for machine-readable output.
-console = Console(stderr=True, highlight=False)
+# soft_wrap: a message stays one line (rich would otherwise break it at 80 columns when piped).
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def enabled() -> bool:
@@ -46,15 +48,15 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with make_progress() as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(escape(description), total=total)  # descriptions hold folder names
         for item in items:
             yield item
             progress.advance(task)
 
 
 def info(message: str) -> None:
-    console.print(message)
+    console.print(escape(message))  # file names such as "take[2].wav" are text, not rich markup
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {message}")
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}")

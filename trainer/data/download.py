@@ -24,6 +24,7 @@ import zlib
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from .. import __version__, atomic, progress
@@ -73,7 +74,7 @@ def download(
     total: int | None = None
     failures = 0
     with _progress_bar() as bar:
-        task = bar.add_task(f"downloading {dest.name}", total=None)
+        task = bar.add_task(f"downloading {escape(dest.name)}", total=None)
         while True:
             have = part.stat().st_size if part.exists() else 0
             if hashed != have:  # resuming a .part from an earlier run: hash what is there
@@ -244,7 +245,7 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, *, overwri
         try:
             with tarfile.open(archive, mode="r|*") as tar:
                 with _progress_bar() as bar:
-                    task = bar.add_task(f"extracting {archive.name}", total=archive.stat().st_size)
+                    task = bar.add_task(f"extracting {escape(archive.name)}", total=archive.stat().st_size)
                     raw = tar.fileobj  # the compressed stream's underlying file, for progress
                     for member in tar:
                         target = _member_target(member, staging, archive)
