@@ -7,7 +7,14 @@ from typing import List, Optional
 
 import typer
 
-data_app = typer.Typer(help="Get audio (Speech Commands, your recordings, synthetic speech) and curate datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help=(
+        "Get audio (Speech Commands, your recordings, synthetic speech) and curate datasets.\n\n"
+        "Example: kws-kit data synth --words go,stop --count 200 --dest data/synth && "
+        "kws-kit data curate --keywords go,stop --source data/synth --out data/go_stop"
+    ),
+    no_args_is_help=True,
+)
 
 SPLIT_HELP = (
     "How clips are split by speaker: 'official' uses validation_list.txt/testing_list.txt, 'speaker-hash' a stable "
@@ -30,7 +37,13 @@ def fetch(
     keep_archive: bool = typer.Option(False, "--keep-archive", help="Keep the downloaded .tar.gz after extracting."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DEST if it exists (only once the new copy is complete)."),
 ) -> None:
-    """Download Speech Commands (resumable, checksum-verified) and extract it safely."""
+    """Download Speech Commands (resumable, checksum-verified) and extract it safely.
+
+    An interrupted download continues where it stopped when you run the same command again.
+    Archives with absolute paths, '..' or links are refused; DEST appears only when complete.
+    Example: kws-kit data fetch speech-commands --dest data/speech_commands
+    Example: kws-kit data fetch speech-commands --dest data/sc --from-archive speech_commands_v0.02.tar.gz
+    """
     from ..data import speech_commands
     from ..errors import KwsError
 
@@ -55,7 +68,13 @@ def record(
     speaker: Optional[str] = typer.Option(None, "--speaker", help="Your speaker name (default: your login name)."),
     seconds: float = typer.Option(1.5, "--seconds", help="Length of each take; the word is cut out of it."),
 ) -> None:
-    """Record takes from the microphone as <speaker>_nohash_<n>.wav (16 kHz mono, 1 s)."""
+    """Record takes from the microphone as <speaker>_nohash_<n>.wav (16 kHz mono, 1 s).
+
+    Press Enter before each take (q + Enter stops); a level meter shows while recording,
+    silent takes are asked again, numbering continues after files already there.
+    Needs sounddevice and PortAudio (pip install "kws-kit[mic]").
+    Example: kws-kit data record --word house --count 50 --dest data/mine --speaker anna
+    """
     from ..data import own
 
     written = own.record_takes(word, count, dest, speaker=speaker, seconds=seconds)
@@ -72,7 +91,12 @@ def synth(
     variants: Optional[str] = typer.Option(None, "--variants", help="Comma-separated espeak variants, e.g. m3,f2 ('none' for the plain voice)."),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Also write generated white/pink/brown noise to _background_noise_/."),
 ) -> None:
-    """Synthesise keywords with espeak-ng in many voices (cached as WAV)."""
+    """Synthesise keywords with espeak-ng in many voices (cached as WAV).
+
+    Each voice x variant is one speaker; re-running with a higher --count or more words
+    only adds the missing clips (existing ones are kept).
+    Example: kws-kit data synth --words go,stop,up,down --count 200 --dest data/synth
+    """
     from ..data import synth as synth_mod
 
     variant_list = None
@@ -112,7 +136,12 @@ def curate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists (only once the new one is complete)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes for --materialize (default: up to 2)."),
 ) -> None:
-    """Build a speaker-disjoint dataset: manifest.csv, dataset.json, report.md (+ WAVs with --materialize)."""
+    """Build a speaker-disjoint dataset: manifest.csv, dataset.json, report.md (+ WAVs with --materialize).
+
+    Classes: _silence_, _unknown_ (all other words), then the keywords. Same inputs and
+    seed give the same manifest; an existing --out is replaced only with --overwrite.
+    Example: kws-kit data curate --keywords go,stop --source data/speech_commands --source data/synth --out data/go_stop
+    """
     from ..data import curate as curate_mod
 
     opts = curate_mod.CurateOptions(
@@ -140,7 +169,10 @@ def scan(
     source: List[Path] = typer.Option(..., "--source", help="Source folder; repeatable."),
     split_by: str = typer.Option("auto", "--split-by", help=SPLIT_HELP),
 ) -> None:
-    """Show what curation would find: words, speakers per split, noise files, rejected files."""
+    """Show what curation would find: words, speakers per split, noise files, rejected files.
+
+    Writes nothing. Example: kws-kit data scan --source data/speech_commands
+    """
     from collections import Counter
 
     from ..data.common import SPLITS
