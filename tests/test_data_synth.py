@@ -81,3 +81,28 @@ def test_generated_noise_colours():
         return spectrum[: len(spectrum) // 16].sum() / spectrum.sum()
 
     assert low_share(white) < low_share(pink) < low_share(brown)
+
+
+def test_interrupted_synth_documents_what_it_made_and_a_bad_voice_creates_nothing(tmp_path, monkeypatch):
+    dest = tmp_path / "synth"
+    real = synth.render_word
+    calls = []
+
+    def stop_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the third clip is synthesised
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "render_word", stop_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        synth.synthesize(["go"], 5, dest, voices=["en-us"], variants=["", "f2"])
+    made = sorted(p.relative_to(dest).as_posix() for p in dest.glob("go/*.wav"))
+    assert len(made) == 2 and sorted(json.loads((dest / "synth.json").read_text())["clips"]) == made
+    monkeypatch.setattr(synth, "render_word", real)
+    assert synth.synthesize(["go"], 5, dest, voices=["en-us"], variants=["", "f2"]) == {"go": 3}
+    assert len(json.loads((dest / "synth.json").read_text())["clips"]) == 5
+
+    with pytest.raises(KwsError, match="unknown espeak voice 'xx-nosuch'"):
+        synth.synthesize(["go"], 1, tmp_path / "typo", voices=["en", "xx-nosuch"])
+    assert not (tmp_path / "typo").exists()

@@ -106,6 +106,11 @@ class _Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
         return 0  # 0 = carry on
 
+    def check_voice(self, voice: str) -> None:
+        with self._lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise KwsError(f"unknown espeak voice {voice!r}", hint="e.g. en, en-us, en-gb-scotland, de, fr")
+
     def synthesize(self, text: str, voice: str, variant: str, rate: int, pitch: int, pitch_range: int) -> np.ndarray:
         """int16 samples at ``self.sample_rate``."""
         if variant and variant not in self.variants:
@@ -255,6 +260,8 @@ def synthesize(
     for v in {s.variant for s in cast if s.variant}:
         if v not in engine.variants:
             raise KwsError(f"unknown espeak variant {v!r}", hint=f"e.g. {', '.join(sorted(engine.variants)[:8])}")
+    for v in sorted({s.voice for s in cast}):
+        engine.check_voice(v)  # before anything is created: a typo leaves no folder behind
     dest.mkdir(parents=True, exist_ok=True)
     index = _load_index(dest) or {}
     index.update(
@@ -274,22 +281,26 @@ def synthesize(
             if not (dest / relative).is_file():
                 todo.append((word, k, voice, relative))
         added[word] = 0
-    for word, k, voice, relative in progress.track(todo, "synthesising"):
-        params = _clip_params(seed, word, k)
-        x, rate_used = render_word(engine, word, voice, params["rate"], params["pitch"], params["range"], params["peak_dbfs"])
-        audio_io.save_wav(dest / relative, x)
-        clips[relative] = {
-            "word": word,
-            "speaker": voice.speaker,
-            "voice": voice.voice,
-            "variant": voice.variant,
-            **params,
-            "rate": rate_used,
-            "seed": seed,
-        }
-        added[word] += 1
-        if added[word] % 200 == 0:
-            _write_index(dest, index)  # so an interrupted run still documents what it made
+    try:
+        for word, k, voice, relative in progress.track(todo, "synthesising"):
+            params = _clip_params(seed, word, k)
+            x, rate_used = render_word(engine, word, voice, params["rate"], params["pitch"], params["range"], params["peak_dbfs"])
+            audio_io.save_wav(dest / relative, x)
+            clips[relative] = {
+                "word": word,
+                "speaker": voice.speaker,
+                "voice": voice.voice,
+                "variant": voice.variant,
+                **params,
+                "rate": rate_used,
+                "seed": seed,
+            }
+            added[word] += 1
+            if added[word] % 200 == 0:
+                _write_index(dest, index)  # so a killed run still documents most of what it made
+    finally:
+        if any(added.values()):
+            _write_index(dest, index)  # Ctrl-C or an error: the clips already written stay documented
     if noise:
         for kind in ("white", "pink", "brown"):
             path = dest / BACKGROUND_NOISE / f"{kind}_noise.wav"
