@@ -267,3 +267,25 @@ def test_fetch_from_archive_and_checksum_errors(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     rc = main(["data", "fetch", "imagenet", "--dest", str(tmp_path / "c")])
     assert rc == 1 and "unknown dataset" in capsys.readouterr().err
+
+
+def test_fetch_cut_off_then_run_again_resumes(http_server, tmp_path, capsys, monkeypatch):
+    body = _speech_commands_tarball(tmp_path)
+    http_server.files["/sc.tar.gz"] = body
+    http_server.cuts_left = 100  # the connection drops every time: the run gives up
+    monkeypatch.setattr(dl.time, "sleep", lambda s: None)
+    dest = tmp_path / "data" / "sc"
+    args = ["data", "fetch", "speech-commands", "--dest", str(dest), "--url", http_server.url + "/sc.tar.gz",
+            "--sha256", hashlib.sha256(body).hexdigest()]
+    assert main(args) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "run the same command again to resume" in line
+    part = tmp_path / "data" / "sc.tar.gz.part"
+    assert 0 < part.stat().st_size < len(body) and not dest.exists()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["sc.tar.gz.part"]  # no half-extracted folder
+    have = part.stat().st_size
+    http_server.cuts_left, http_server.requests[:] = 0, []
+    assert main(args) == 0, capsys.readouterr().err
+    assert http_server.requests == [("/sc.tar.gz", f"bytes={have}-")]  # continued, not restarted
+    assert (dest / "yes" / "s0_nohash_0.wav").is_file()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["sc"]  # archive and .part gone
