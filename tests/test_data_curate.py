@@ -227,3 +227,24 @@ def test_rejected_files_and_odd_formats_in_report(tmp_path, word_folder):
 def test_load_curated_rejects_other_folders(tmp_path):
     with pytest.raises(DataError, match="not a curated dataset"):
         load_curated(tmp_path)
+
+
+def test_class_shares_and_mixing_ranges_from_the_command_line(source, tmp_path):
+    out = tmp_path / "ds"
+    assert main(["data", "curate", "--keywords", "go,stop", "--source", str(source), "--out", str(out),
+                 "--unknown-share", "2", "--silence-share", "0.5", "--snr-db", "5,10", "--gain-db", "-3,-1",
+                 "--noise-prob", "1", "--split-by", "speaker-hash", "--seed", "9"]) == 0
+    ds = load_curated(out)
+    assert (ds.meta["unknown_share"], ds.meta["silence_share"], ds.meta["snr_db"], ds.meta["gain_db"]) == (
+        2.0, 0.5, [5.0, 10.0], [-3.0, -1.0])
+    for split in ("train", "validation", "test"):
+        c = Counter(r.label for r in ds.rows_for(split))
+        average = (c["go"] + c["stop"]) / 2
+        assert abs(c["_unknown_"] - 2 * average) <= 1 and abs(c["_silence_"] - 0.5 * average) <= 1, split
+    speech = [r for r in ds.rows if r.label != "_silence_"]
+    assert all(5 <= r.snr_db <= 10 and -3 <= r.gain_db <= -1 and abs(r.shift_samples) <= 1600 for r in speech)
+    assert all(-70 <= r.gain_db <= 0 and r.snr_db is None for r in ds.rows if r.label == "_silence_")
+    assert "split: speaker-hash" in (out / "report.md").read_text()
+
+    none = load_curated(_curate(source, tmp_path / "none", unknown_share=0, silence_share=0))
+    assert {r.label for r in none.rows} == {"go", "stop"}
