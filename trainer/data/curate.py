@@ -472,7 +472,7 @@ def _drop_duplicate_and_broken_noise(scanned: ScanResult, keep_decoded: bool) ->
     """
     kept: list[NoiseFile] = []
     seen: set[str] = set()
-    for nf in scanned.noise_files:
+    for nf in progress.track(scanned.noise_files, "checking noise files"):
         key = os.path.realpath(nf.path)
         if key in seen:
             continue
