@@ -130,3 +130,13 @@ def test_missing_portaudio_is_a_clear_error(tmp_path, monkeypatch, capsys):
     rc = main(["data", "record", "--word", "go", "--count", "1", "--dest", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 1 and "cannot use the microphone" in err and "PortAudio" in err
+
+
+def test_take_shorter_than_a_clip_is_refused(tmp_path, monkeypatch, answers, capsys):
+    # --seconds 0 captured nothing, "heard nothing" asked for the take again, forever
+    fake = FakeSoundDevice([])
+    monkeypatch.setattr(own, "_import_sounddevice", lambda: fake)
+    rc = main(["data", "record", "--word", "go", "--count", "1", "--dest", str(tmp_path), "--seconds", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "error: --seconds 0: a take must last between 1 and 30 seconds" in err
+    assert fake.opened_rates == [] and not list(tmp_path.iterdir())

@@ -161,3 +161,18 @@ def test_every_data_command_help_has_an_example(command, capsys):
     assert main(args) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Example: kws-kit data " + (command or "") in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "-1"], "--seed -1: must not be negative"),
+        (["--unknown-share", "inf"], "must be finite and not negative"),
+        (["--silence-share", "nan"], "must be finite and not negative"),
+    ],
+)
+def test_bad_numbers_are_one_line_errors_not_internal_errors(tmp_path, capsys, args, message):
+    src = make_word_folder(tmp_path / "src", {"go": 1, "up": 1}, SPEAKERS, noise_seconds=None)
+    rc = main(["data", "curate", "--keywords", "go", "--source", str(src), "--out", str(tmp_path / "ds"), *args])
+    assert rc == 1 and message in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "ds").exists()

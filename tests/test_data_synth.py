@@ -69,6 +69,10 @@ def test_synth_errors_are_clear(tmp_path, capsys):
         synth.synthesize(["go"], 1, tmp_path / "c")
     with pytest.raises(KwsError, match="invalid word"):
         synth.synthesize(["../up"], 1, tmp_path / "d")
+    rc = main(["data", "synth", "--words", "go", "--count", "1", "--dest", str(tmp_path / "e"), "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "error: --seed -1: must not be negative" in err and "internal error" not in err
+    assert not (tmp_path / "e").exists()
 
 
 def test_generated_noise_colours():

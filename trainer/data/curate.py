@@ -354,8 +354,10 @@ def curate(opts: CurateOptions) -> Path:
         raise DataError(f"--snr-db {lo},{hi}: the first value must not exceed the second")
     if not 0.0 <= opts.noise_prob <= 1.0:
         raise DataError("--noise-prob must be between 0 and 1")
-    if opts.unknown_share < 0 or opts.silence_share < 0:
-        raise DataError("--unknown-share and --silence-share must not be negative")
+    if not (0 <= opts.unknown_share < math.inf and 0 <= opts.silence_share < math.inf):
+        raise DataError("--unknown-share and --silence-share must be finite and not negative")
+    if opts.seed < 0:
+        raise DataError(f"--seed {opts.seed}: must not be negative")
     if opts.max_per_class is not None and opts.max_per_class < 1:
         raise DataError("--max-per-class must be at least 1")
 

@@ -144,6 +144,8 @@ def record_takes(
     """
     if count < 1:
         raise KwsError("--count must be at least 1")
+    if not 1.0 <= seconds <= 30.0:  # shorter takes cannot hold a one-second clip (and silence would be asked again forever)
+        raise KwsError(f"--seconds {seconds:g}: a take must last between 1 and 30 seconds")
     word = word.strip().lower()
     if not word or word.startswith(("_", ".")) or "/" in word:
         raise KwsError(f"invalid word {word!r}", hint="use a plain word such as 'house'")

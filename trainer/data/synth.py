@@ -244,6 +244,8 @@ def synthesize(
     """
     if count < 1:
         raise KwsError("--count must be at least 1")
+    if seed < 0:
+        raise KwsError(f"--seed {seed}: must not be negative")
     words = [_check_word(w) for w in words if w.strip()]
     if not words:
         raise KwsError("no words given", hint="pass --words go,stop")
