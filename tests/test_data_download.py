@@ -131,6 +131,9 @@ def test_size_mismatch_and_http_errors(http_server, tmp_path):
 def test_unreachable_server_is_a_clear_error(tmp_path):
     with pytest.raises(KwsError, match="cannot download"):
         dl.download("http://127.0.0.1:9/x.tar.gz", tmp_path / "x.tar.gz", retries=1, retry_wait_s=0, timeout=2)
+    with pytest.raises(KwsError, match="unknown url type") as err:  # was an internal ValueError
+        dl.download("mirror.example.org/sc.tar.gz", tmp_path / "y.tar.gz")
+    assert "http(s)://" in err.value.one_line()
 
 
 def test_download_keeps_breaking_off(http_server, tmp_path):

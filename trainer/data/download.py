@@ -94,6 +94,8 @@ def download(
                     hasher, hashed = hashlib.sha256(), 0
                     continue
                 raise KwsError(f"download failed: HTTP {exc.code} {exc.reason} for {url}") from exc
+            except ValueError as exc:  # "unknown url type": no scheme, a typo
+                raise KwsError(f"cannot download {url!r}: {_one_line(exc)}", hint="give a full http(s):// URL") from exc
             except (urllib.error.URLError, OSError, HTTPException) as exc:
                 failures += 1
                 if failures > retries:
