@@ -176,3 +176,17 @@ def test_bad_numbers_are_one_line_errors_not_internal_errors(tmp_path, capsys, a
     rc = main(["data", "curate", "--keywords", "go", "--source", str(src), "--out", str(tmp_path / "ds"), *args])
     assert rc == 1 and message in _one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "ds").exists()
+
+
+def test_output_where_none_can_be_made_is_a_one_line_error(tmp_path, capsys):
+    src = make_word_folder(tmp_path / "src", {"go": 1, "up": 1}, SPEAKERS, noise_seconds=None)
+    (tmp_path / "file").write_text("a file, not a folder")
+    rc = main(["data", "curate", "--keywords", "go", "--source", str(src), "--out", str(tmp_path / "file" / "ds")])
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 1 and line.endswith(f"cannot create output folder {tmp_path / 'file' / 'ds'}: {tmp_path / 'file'} is a file, not a folder")
+    with pytest.raises(atomic.KwsError, match="cannot create file"):
+        atomic.write_text(tmp_path / "file" / "x.txt", "x")
+    # whatever else the file system refuses is still one line, not an "internal error"
+    rc = main(["data", "synth", "--words", "go", "--count", "1", "--dest", str(tmp_path / "file" / "synth"), "--voices", "en"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Not a directory" in _one_error_line(err) and "internal error" not in err

@@ -30,10 +30,27 @@ def _as_if_created(path: Path, folder: bool = False) -> None:
     os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
+def _make_room(path: Path, what: str) -> None:
+    """Create ``path``'s parent folders, or say in one line why that is impossible."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((a for a in path.parents if a.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else exc.strerror or str(exc)
+        raise KwsError(f"cannot create {what} {path}: {why}") from exc
+
+
+def _temp(make, path: Path, what: str, **kwargs):
+    try:
+        return make(dir=path.parent, **kwargs)
+    except OSError as exc:  # a read-only or special folder (/proc), no space left...
+        raise KwsError(f"cannot create {what} {path}: {exc.strerror or exc} (in {path.parent})") from exc
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _make_room(path, "file")
+    fd, tmp = _temp(tempfile.mkstemp, path, "file", prefix=f".{path.name}.", suffix=".tmp")
     try:
         _as_if_created(Path(tmp))
         with os.fdopen(fd, "wb") as f:
@@ -60,8 +77,8 @@ def output_file(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     soundfile, Keras). ``suffix`` keeps the extension those libraries look at.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    _make_room(path, "file")
+    fd, tmp = _temp(tempfile.mkstemp, path, "file", prefix=f".{path.stem}.", suffix=suffix or path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -89,8 +106,8 @@ def output_dir(path: str | os.PathLike, *, overwrite: bool = False, what: str = 
         raise KwsError(f"{what} {shown} exists and is not a folder")
     if path.exists() and Path.cwd().resolve().is_relative_to(path.resolve()):
         raise KwsError(f"{what} {shown} holds the current folder and cannot be replaced", hint="choose another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    _make_room(path, what)
+    tmp = Path(_temp(tempfile.mkdtemp, path, what, prefix=f".{path.name}.", suffix=".partial"))
     try:
         _as_if_created(tmp, folder=True)
         yield tmp

@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         return 130
+    except OSError as exc:  # the file system said no (permissions, no space, a file where a folder should be)
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.secho(f"error: {exc.strerror or exc}{where} (--debug shows where it happened)", fg=typer.colors.RED, err=True)
+        return 1
     except Exception as exc:  # a bug: still one line, the traceback on request
         if debug:
             raise
