@@ -292,3 +292,39 @@ def test_fetch_cut_off_then_run_again_resumes(http_server, tmp_path, capsys, mon
     assert http_server.requests == [("/sc.tar.gz", f"bytes={have}-")]  # continued, not restarted
     assert (dest / "yes" / "s0_nohash_0.wav").is_file()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["sc"]  # archive and .part gone
+
+
+def test_extraction_reports_progress_and_tells_a_full_disk_from_a_bad_archive(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_tar_bytes([_file(f"top/{i}.bin", os.urandom(300_000)) for i in range(4)]))
+    positions = []
+
+    class Recorder:  # stands in for the rich progress bar
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, description, total=None):
+            assert total == archive.stat().st_size
+            return 0
+
+        def update(self, task, completed=None, total=None):
+            positions.append(completed)
+
+    monkeypatch.setattr(dl, "_progress_bar", Recorder)
+    dl.safe_extract(archive, tmp_path / "d")
+    # the bar followed the compressed stream (before, its position was never found: stuck at 0)
+    assert len(positions) == 4 and positions == sorted(positions) and positions[-1] == archive.stat().st_size
+
+    def disk_full(source, target, length=0):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(dl.shutil, "copyfileobj", disk_full)
+    with pytest.raises(KwsError, match="No space left on device; nothing was extracted") as err:
+        dl.safe_extract(archive, tmp_path / "e")
+    assert "corrupt" not in str(err.value) and not (tmp_path / "e").exists()

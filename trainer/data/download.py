@@ -184,7 +184,15 @@ def _hash_file(path: Path) -> "hashlib._Hash":
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    return _hash_file(Path(path)).hexdigest()
+    """SHA-256 of a file, with a progress bar (the Speech Commands archive takes seconds)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    with _progress_bar() as bar, open(path, "rb") as f:
+        task = bar.add_task(f"checking {escape(path.name)}", total=path.stat().st_size)
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            bar.advance(task, len(chunk))
+    return h.hexdigest()
 
 
 _RANGE = re.compile(r"bytes\s+(\d+|\*)-?(\d*)/(\d+|\*)")
@@ -245,10 +253,10 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, *, overwri
         staging.mkdir()
         files = 0
         try:
-            with tarfile.open(archive, mode="r|*") as tar:
+            # Our own handle on the file: its position is how far the compressed stream has been read.
+            with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
                 with _progress_bar() as bar:
                     task = bar.add_task(f"extracting {escape(archive.name)}", total=archive.stat().st_size)
-                    raw = tar.fileobj  # the compressed stream's underlying file, for progress
                     for member in tar:
                         target = _member_target(member, staging, archive)
                         if target is None:
@@ -261,12 +269,14 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, *, overwri
                             with open(target, "wb") as out:
                                 shutil.copyfileobj(source, out, CHUNK)
                             files += 1
-                        position = _raw_position(raw)
-                        if position is not None:
-                            bar.update(task, completed=position)
+                        bar.update(task, completed=raw.tell())
         except KwsError:
             raise
-        except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
+        except OSError as exc:
+            if exc.errno is not None:  # the disk, not the archive: no space left, permissions...
+                raise KwsError(f"cannot extract {archive} into {dest}: {exc.strerror}; nothing was extracted") from exc
+            raise KwsError(f"{archive}: corrupt or truncated archive ({_one_line(exc)}); nothing was extracted") from exc
+        except (tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
             raise KwsError(f"{archive}: corrupt or truncated archive ({_one_line(exc)}); nothing was extracted") from exc
         if files == 0:
             raise KwsError(f"{archive}: the archive contains no files")
@@ -276,12 +286,3 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, *, overwri
             os.replace(child, tmp / child.name)
         shutil.rmtree(staging)
     return Path(dest)
-
-
-def _raw_position(fileobj) -> int | None:
-    # tarfile wraps the file in a decompressing stream; its ``fileobj`` is the raw file
-    raw = getattr(fileobj, "fileobj", None)
-    try:
-        return raw.tell() if raw is not None else None
-    except (OSError, ValueError, AttributeError):
-        return None
