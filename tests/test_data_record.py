@@ -140,3 +140,16 @@ def test_take_shorter_than_a_clip_is_refused(tmp_path, monkeypatch, answers, cap
     err = capsys.readouterr().err
     assert rc == 1 and "error: --seconds 0: a take must last between 1 and 30 seconds" in err
     assert fake.opened_rates == [] and not list(tmp_path.iterdir())
+
+
+def test_speaker_defaults_to_the_login_name_or_a_fallback(tmp_path, monkeypatch, answers):
+    import getpass
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "ann lee")
+    assert own.record_takes("go", 1, tmp_path, sd=FakeSoundDevice([_take(seed=7)]))[0].name == "ann-lee_nohash_0.wav"
+
+    def no_name():
+        raise KeyError("getpwuid(): uid not found: 1234")
+
+    monkeypatch.setattr(getpass, "getuser", no_name)
+    assert own.record_takes("go", 1, tmp_path, sd=FakeSoundDevice([_take(seed=8)]))[0].name == "speaker_nohash_0.wav"

@@ -122,6 +122,13 @@ def next_take_number(folder: Path, speaker: str) -> int:
     return max(numbers, default=-1) + 1
 
 
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no name (no LOGNAME/USER, no passwd entry)
+        return "speaker"
+
+
 def _meter(level_db: float, width: int = 30) -> str:
     filled = int(np.clip((level_db + 60.0) / 60.0, 0.0, 1.0) * width)
     return "#" * filled + "-" * (width - filled)
@@ -150,7 +157,7 @@ def record_takes(
     if not word or word.startswith(("_", ".")) or "/" in word:
         raise KwsError(f"invalid word {word!r}", hint="use a plain word such as 'house'")
     sd = sd or _import_sounddevice()
-    speaker = safe_speaker_id(speaker or getpass.getuser())
+    speaker = safe_speaker_id(speaker or _login_name())
     folder = Path(dest) / word
     try:
         device = sd.query_devices(kind="input")
