@@ -169,6 +169,8 @@ def test_every_data_command_help_has_an_example(command, capsys):
         (["--seed", "-1"], "--seed -1: must not be negative"),
         (["--unknown-share", "inf"], "must be finite and not negative"),
         (["--silence-share", "nan"], "must be finite and not negative"),
+        (["--noise", "/nonexistent/noise"], "--noise /nonexistent/noise does not exist"),
+        (["--noise", __file__], "is not a folder (give a folder of background-noise recordings)"),
     ],
 )
 def test_bad_numbers_are_one_line_errors_not_internal_errors(tmp_path, capsys, args, message):

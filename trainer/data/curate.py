@@ -363,6 +363,10 @@ def curate(opts: CurateOptions) -> Path:
 
     opts.sources = _distinct_folders(opts.sources, "--source")
     opts.noise_dirs = _distinct_folders(opts.noise_dirs, "--noise")
+    for folder in opts.noise_dirs:  # (scan's own message would call it a "source")
+        if not Path(folder).is_dir():
+            state = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise DataError(f"--noise {folder} {state}", hint="give a folder of background-noise recordings")
     _check_out_keeps_inputs(out, [*opts.sources, *opts.noise_dirs])
 
     scanned = scan(opts.sources, opts.split_by, opts.noise_dirs)
