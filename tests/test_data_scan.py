@@ -45,9 +45,10 @@ def test_odd_formats_are_converted_not_rejected(tmp_path):
     write_audio(own / "cd_1.wav", librosa.resample(x, orig_sr=16000, target_sr=44100), sr=44100)
     write_audio(own / "flac_1.flac", x, fmt="FLAC")
     write_audio(own / "ogg_1.ogg", x, subtype="VORBIS", fmt="OGG")
+    write_audio(own / "mpeg_1.mp3", x, subtype="MPEG_LAYER_III", fmt="MP3")  # libsndfile >= 1.1 (soundfile >= 0.12)
     clips, noise, rejected = scan_sources([tmp_path / "own"], "speaker-hash")
     assert rejected == [] and noise == []
-    assert sorted(c.speaker for c in clips) == ["byte", "cd", "deep", "flac", "float", "ogg", "stereo"]
+    assert sorted(c.speaker for c in clips) == ["byte", "cd", "deep", "flac", "float", "mpeg", "ogg", "stereo"]
     assert all(abs(c.duration_s - 1.0) < 1e-3 for c in clips)
 
     from kws_kit.data.manifest import ManifestRow
@@ -58,7 +59,7 @@ def test_odd_formats_are_converted_not_rejected(tmp_path):
                           "", 0.0, None, 0.0, 0, "")
         y = render(row)
         assert y.shape == (16000,) and y.dtype == np.float32
-        tolerance = 0.02 if c.speaker in ("byte", "ogg") else 2e-3  # lossy formats
+        tolerance = 0.02 if c.speaker in ("byte", "ogg", "mpeg") else 2e-3  # lossy formats
         assert np.max(np.abs(y - x)) < tolerance + 0.01 * (c.speaker == "cd"), c.speaker
 
 
@@ -255,3 +256,36 @@ def test_scan_command_summarises_a_folder(word_folder, capsys):
     out = capsys.readouterr().out
     assert f"{src}: speech_commands, 24 clips, 1 noise files, 1 rejected, split: speaker-hash" in out
     assert "words: go (12), stop (12)" in out and "rejected " in out and "bad_nohash_0.wav" in out
+
+
+def test_scan_progress_moves_per_file(tmp_path, monkeypatch):
+    """The scanning bar counts files, not folders: one word folder of long recordings
+    (cut one by one) must not hold the bar still until the whole folder is done."""
+    from kws_kit.data import scan as scan_module
+
+    src = tmp_path / "src"
+    for word in ("go", "stop"):
+        for s in ("a", "b", "c"):
+            write_audio(src / word / f"{s}_nohash_0.wav", tone_word(word))
+    write_audio(src / "_background_noise_" / "hum.wav", np.zeros(32000, dtype=np.float32))
+    events = []
+
+    class FakeBar:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def add_task(self, description, total=None):
+            events.append(("total", total))
+            return 0
+
+        def advance(self, task, n=1):
+            events.append(("advance", n))
+
+    monkeypatch.setattr(scan_module.progress, "make_progress", lambda: FakeBar())
+    scan([src], "speaker-hash")
+    assert events[0] == ("total", 7)
+    advances = [n for kind, n in events[1:] if kind == "advance"]
+    assert sum(advances) == 7 and advances.count(1) >= 6  # every word file moves the bar by itself

@@ -16,7 +16,7 @@ from . import atomic
 from .errors import AudioError
 
 SAMPLE_RATE = 16000
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")  # what libsndfile >= 1.1 reads
 
 
 def is_audio_name(path: str | os.PathLike) -> bool:

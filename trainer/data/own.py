@@ -1,7 +1,7 @@
 """Your own recordings: cutting long takes into one-second clips, and recording from the microphone.
 
 A folder of own recordings looks like ``<word>/<file>`` or ``<word>/<speaker>/<file>``
-(WAV, FLAC or OGG at any rate, channels or bit depth). Files longer than about
+(WAV, FLAC, OGG or MP3 at any rate, channels or bit depth). Files longer than about
 1.5 s are treated as a series of utterances: each is found by its energy and
 becomes a one-second clip *by reference* (path, offset, duration), so nothing is
 copied or rewritten.

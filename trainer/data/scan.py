@@ -21,6 +21,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from rich.markup import escape
+
 from .. import audio_io, progress
 from ..errors import AudioError, DataError
 from . import own, speech_commands, wavfile
@@ -94,14 +96,17 @@ def _header(path: str) -> tuple[float | None, str | None]:
     return frames / rate, None
 
 
-def _scan_word_folder(folder: Path, word: str, label: str, result: ScanResult) -> list[Clip]:
-    files = _audio_files(folder, max_depth=2)
+def _scan_word_folder(
+    folder: Path, word: str, label: str, result: ScanResult, files: list[str], advance=lambda n: None
+) -> list[Clip]:
+    """Clips of one word folder's ``files``; ``advance(1)`` after each file (long recordings take a while)."""
     if not files:
         result.rejected.append(Rejected(str(folder), "empty word folder (no audio files)", label))
         result.warn(f"{folder}: empty word folder, skipped")
         return []
     clips = []
     for path in files:
+        advance(1)
         duration, problem = _header(path)
         if problem is None and duration < MIN_CLIP_S:
             problem = f"too short ({duration * 1000:.0f} ms)"
@@ -153,17 +158,30 @@ def _scan_source(root: Path, label: str, kind: str, result: ScanResult) -> tuple
                 f"{root} has audio files at its top level, which are ignored: a source holds one folder per word "
                 "(<source>/<word>/<file>.wav)"
             )
-        for entry in progress.track(entries, f"scanning {root.name}"):
+        # List every folder first (cheap), then read the files under one bar that moves per
+        # file: a folder of long recordings to cut would otherwise hold the bar still.
+        listed: list[tuple[Path, bool, list[str]]] = []  # (folder, is noise, its audio files)
+        for entry in entries:
             if not entry.is_dir():
                 continue
             if entry.name in NOISE_FOLDERS:
-                noise += _scan_noise(_audio_files(entry, max_depth=64), label, result)
+                listed.append((entry, True, _audio_files(entry, max_depth=64)))
             elif entry.name.startswith((".", "_")):
                 continue
             elif entry.name == "splits" and not _audio_files(entry, max_depth=1):
                 continue  # Speech Commands split lists, not a word
             else:
-                clips += _scan_word_folder(entry, entry.name.lower(), label, result)
+                listed.append((entry, False, _audio_files(entry, max_depth=2)))
+        with progress.make_progress() as bar:
+            task = bar.add_task(escape(f"scanning {root.name}"), total=sum(len(files) for _, _, files in listed))
+            for entry, is_noise, files in listed:
+                if is_noise:
+                    noise += _scan_noise(files, label, result)
+                    bar.advance(task, len(files))
+                else:
+                    clips += _scan_word_folder(
+                        entry, entry.name.lower(), label, result, files, lambda n: bar.advance(task, n)
+                    )
     info.words = dict(sorted(Counter(c.word for c in clips).items()))
     info.noise_files = len(noise)
     info.rejected = len(result.rejected) - rejected_before
