@@ -11,6 +11,7 @@ from .firmware_group import firmware_app
 
 
 def _plan_table(plan, title: str):
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
@@ -18,7 +19,7 @@ def _plan_table(plan, title: str):
     table.add_column("bytes", justify="right")
     table.add_column("what")
     for f in plan.files:
-        table.add_row(f.path, str(f.size), f.kind)
+        table.add_row(escape(f.path), str(f.size), escape(f.kind))  # text, not rich markup
     table.add_row("total", str(plan.total_bytes), "")
     return table
 
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check the budget, probe the board, copy runtime + model atomically (only what changed)."""
         from rich.console import Console
+        from rich.markup import escape
 
         from kws_kit import deploy as dep
         from kws_kit.progress import console, info, make_progress, warn
@@ -52,14 +54,14 @@ def register(app: typer.Typer) -> None:
 
             def step(path, done, total):
                 if path not in tasks:
-                    tasks[path] = progress.add_task(path, total=total)
+                    tasks[path] = progress.add_task(escape(path), total=total)  # a path is text, not markup
                 progress.update(tasks[path], completed=done)
 
             result = dep.deploy(board, model, port=port, actions=on, verbose=verbose, force=force,
                                 reset=not no_reset, runtime_dir=runtime, progress=step, log=info)
         for w in result.warnings:
             warn(w)
-        console.print(result.plan.budget.summary())
+        console.print(escape(result.plan.budget.summary()))
         if result.copied:
             info(f"copied {len(result.copied)} file(s), {result.bytes_copied} bytes, to {result.port} in "
                  f"{result.seconds:.1f} s; {len(result.unchanged)} unchanged; runner {result.runner}, "
