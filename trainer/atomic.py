@@ -17,7 +17,15 @@ from .errors import KwsError
 
 
 def _umask() -> int:
-    """The process umask (os.umask can only be read by setting it)."""
+    """The process umask: read from /proc on Linux, since os.umask can only be read by
+    setting it, which would briefly change it under any other thread creating files."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
