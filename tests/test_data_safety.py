@@ -192,3 +192,17 @@ def test_output_where_none_can_be_made_is_a_one_line_error(tmp_path, capsys):
     rc = main(["data", "synth", "--words", "go", "--count", "1", "--dest", str(tmp_path / "file" / "synth"), "--voices", "en"])
     err = capsys.readouterr().err
     assert rc == 1 and "Not a directory" in _one_error_line(err) and "internal error" not in err
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(tmp_path, monkeypatch, capsys):
+    """Typer turns KeyboardInterrupt into a silent exit 130; the CLI says what happened."""
+    from kws_kit.data import scan as scan_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module, "scan", interrupted)
+    (tmp_path / "src" / "go").mkdir(parents=True)
+    assert main(["data", "scan", "--source", str(tmp_path / "src")]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err

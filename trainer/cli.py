@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        if code == 130:  # Typer turns Ctrl-C into a silent exit 130; say what happened
+            typer.secho("interrupted", err=True)
+        return code
     except KwsError as exc:
         if debug:
             raise
