@@ -289,3 +289,22 @@ def test_scan_progress_moves_per_file(tmp_path, monkeypatch):
     assert events[0] == ("total", 7)
     advances = [n for kind, n in events[1:] if kind == "advance"]
     assert sum(advances) == 7 and advances.count(1) >= 6  # every word file moves the bar by itself
+
+
+def test_float_clips_with_nan_are_rejected_when_scanned(tmp_path):
+    """NaN/inf can only live in floating-point files; those are decoded at scan time, so a
+    bad one is reported by curate instead of stopping training later. Integer files are
+    never decoded (scanning stays header-only)."""
+    src = tmp_path / "src"
+    for s in ("a", "b", "c"):
+        write_audio(src / "go" / f"{s}_nohash_0.wav", tone_word("go"), subtype="FLOAT")
+    bad = tone_word("go").astype(np.float32)
+    bad[4000] = np.nan
+    write_audio(src / "go" / "nan_nohash_0.wav", bad, subtype="FLOAT")
+    bad[4000] = np.inf
+    write_audio(src / "go" / "inf_nohash_0.aiff", bad, subtype="FLOAT", fmt="AIFF")
+    write_audio(src / "go" / "int_nohash_0.wav", tone_word("go"))
+    clips, _, rejected = scan_sources([src], "speaker-hash")
+    assert sorted(c.speaker for c in clips) == ["a", "b", "c", "int"]
+    assert sorted(Path(r.path).name for r in rejected) == ["inf_nohash_0.aiff", "nan_nohash_0.wav"]
+    assert all("NaN or infinite" in r.reason for r in rejected)

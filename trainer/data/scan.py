@@ -79,20 +79,33 @@ def _audio_files(folder: Path, max_depth: int) -> list[str]:
     return sorted(out)
 
 
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # libsndfile subtypes that store floating-point samples
+
+
 def _header(path: str) -> tuple[float | None, str | None]:
-    """(duration_s, None) from the header, or (None, reason) when unusable. Never decodes."""
-    plain = wavfile.header_duration(path)
+    """(duration_s, None) from the header, or (None, reason) when unusable.
+
+    Only files that store floating-point samples are decoded: they are the ones that
+    can hold NaN or infinite samples, which would otherwise surface only when training
+    renders the clip. Integer formats (nearly every file) are never decoded here.
+    """
+    plain = wavfile.header_info(path)
     if plain is not None:
-        rate, _, frames = plain
+        rate, _, frames, floating = plain
     else:
         try:
             info = sf.info(path)
         except Exception as exc:  # soundfile raises several types for bad files
             reason = " ".join(str(exc).split()).rsplit(":", 1)[-1].strip() or type(exc).__name__
             return None, f"not a readable audio file ({reason})"
-        rate, frames = info.samplerate, info.frames
+        rate, frames, floating = info.samplerate, info.frames, info.subtype in FLOAT_SUBTYPES
     if frames <= 0 or rate <= 0:
         return None, "no audio samples"
+    if floating and frames / rate <= own.LONG_RECORDING_S:  # longer files are decoded anyway, to be cut
+        try:
+            audio_io.load(path)
+        except AudioError as exc:
+            return None, exc.one_line().split(": ", 1)[-1]
     return frames / rate, None
 
 

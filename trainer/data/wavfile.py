@@ -37,8 +37,8 @@ def _chunks(f, file_size: int):
         position += 8 + size + (size & 1)
 
 
-def header_duration(path: str | os.PathLike) -> tuple[int, int, int] | None:
-    """(sample rate, channels, frames) of a plain PCM/float WAV from its header, else None.
+def header_info(path: str | os.PathLike) -> tuple[int, int, int, bool] | None:
+    """(sample rate, channels, frames, floating point?) of a plain PCM/float WAV from its header, else None.
 
     Frames count what is really in the file, so a truncated file reports the
     samples it still has (as libsndfile does).
@@ -55,15 +55,21 @@ def header_duration(path: str | os.PathLike) -> tuple[int, int, int] | None:
                     plain = (tag == _PCM and bits in (8, 16, 24, 32)) or (tag == _FLOAT and bits in (32, 64))
                     if not plain or channels < 1 or rate < 1 or block_align != channels * bits // 8:
                         return None
-                    fmt = (rate, channels, block_align)
+                    fmt = (rate, channels, block_align, tag == _FLOAT)
                 elif chunk_id == b"data":
                     if fmt is None:
                         return None
                     available = max(0, min(size, file_size - body))
-                    return fmt[0], fmt[1], available // fmt[2]
+                    return fmt[0], fmt[1], available // fmt[2], fmt[3]
     except OSError:
         return None
     return None
+
+
+def header_duration(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """(sample rate, channels, frames) of a plain PCM/float WAV from its header, else None."""
+    info = header_info(path)
+    return None if info is None else info[:3]
 
 
 def pcm16_mono_samples(path: str, sample_rate: int, offset_s: float, duration_s: float | None) -> np.ndarray | None:
