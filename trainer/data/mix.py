@@ -87,7 +87,7 @@ def place_clip(dest: np.ndarray, x: np.ndarray, shift: int) -> None:
         return
     dest[:a] = 0.0
     dest[b:] = 0.0
-    if x.dtype == np.int16:
+    if x.dtype.kind == "i":  # int16 samples of a WAV (little-endian '<i2' on any host)
         np.multiply(x[a - position : b - position], wavfile.INT16_SCALE, out=dest[a:b])
     else:
         dest[a:b] = x[a - position : b - position]
