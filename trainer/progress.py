@@ -30,9 +30,14 @@ def enabled() -> bool:
     return sys.stderr.isatty()
 
 
+def description_column() -> TextColumn:
+    """A bar's label, shown as plain text: descriptions hold file names such as "take[2].wav"."""
+    return TextColumn("{task.description}", style="bold", markup=False)
+
+
 def make_progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        description_column(),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -48,7 +53,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with make_progress() as progress:
-        task = progress.add_task(escape(description), total=total)  # descriptions hold folder names
+        task = progress.add_task(description, total=total)
         for item in items:
             yield item
             progress.advance(task)

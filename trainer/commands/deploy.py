@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
             def step(path, done, total):
                 if path not in tasks:
-                    tasks[path] = progress.add_task(escape(path), total=total)  # a path is text, not markup
+                    tasks[path] = progress.add_task(path, total=total)
                 progress.update(tasks[path], completed=done)
 
             result = dep.deploy(board, model, port=port, actions=on, verbose=verbose, force=force,

@@ -24,8 +24,7 @@ import zlib
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 
-from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from .. import __version__, atomic, progress
 from ..errors import KwsError
@@ -35,7 +34,7 @@ CHUNK = 1 << 20
 
 def _progress_bar() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        progress.description_column(),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -74,7 +73,7 @@ def download(
     total: int | None = None
     failures = 0
     with _progress_bar() as bar:
-        task = bar.add_task(f"downloading {escape(dest.name)}", total=None)
+        task = bar.add_task(f"downloading {dest.name}", total=None)
         while True:
             have = part.stat().st_size if part.exists() else 0
             if hashed != have:  # resuming a .part from an earlier run: hash what is there
@@ -188,7 +187,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     path = Path(path)
     h = hashlib.sha256()
     with _progress_bar() as bar, open(path, "rb") as f:
-        task = bar.add_task(f"checking {escape(path.name)}", total=path.stat().st_size)
+        task = bar.add_task(f"checking {path.name}", total=path.stat().st_size)
         while chunk := f.read(CHUNK):
             h.update(chunk)
             bar.advance(task, len(chunk))
@@ -256,7 +255,7 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, *, overwri
             # Our own handle on the file: its position is how far the compressed stream has been read.
             with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
                 with _progress_bar() as bar:
-                    task = bar.add_task(f"extracting {escape(archive.name)}", total=archive.stat().st_size)
+                    task = bar.add_task(f"extracting {archive.name}", total=archive.stat().st_size)
                     for member in tar:
                         target = _member_target(member, staging, archive)
                         if target is None:

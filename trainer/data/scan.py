@@ -21,8 +21,6 @@ from pathlib import Path
 
 import soundfile as sf
 
-from rich.markup import escape
-
 from .. import audio_io, progress
 from ..errors import AudioError, DataError
 from . import own, speech_commands, wavfile
@@ -186,7 +184,7 @@ def _scan_source(root: Path, label: str, kind: str, result: ScanResult) -> tuple
             else:
                 listed.append((entry, False, _audio_files(entry, max_depth=2)))
         with progress.make_progress() as bar:
-            task = bar.add_task(escape(f"scanning {root.name}"), total=sum(len(files) for _, _, files in listed))
+            task = bar.add_task(f"scanning {root.name}", total=sum(len(files) for _, _, files in listed))
             for entry, is_noise, files in listed:
                 if is_noise:
                     noise += _scan_noise(files, label, result)
