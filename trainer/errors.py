@@ -28,7 +28,11 @@ class KwsError(Exception):
 
 
 class AudioError(KwsError):
-    """An audio file that cannot be read or used."""
+    """An audio file that cannot be read or used; its message is ``"<path>: <what is wrong>"``."""
+
+    def reason(self) -> str:
+        """What is wrong, without the path (for reports that list the path beside it)."""
+        return self.one_line().split(": ", 1)[-1]
 
 
 class DataError(KwsError):

@@ -486,7 +486,7 @@ def _drop_duplicate_and_broken_noise(scanned: ScanResult, keep_decoded: bool) ->
         try:
             load_noise(nf.path, None if keep_decoded else {})
         except AudioError as exc:
-            reason = exc.one_line().split(": ", 1)[-1]
+            reason = exc.reason()
             scanned.rejected.append(Rejected(nf.path, f"noise file: {reason}", nf.source))
             for info in scanned.sources:
                 if info.label == nf.source:

@@ -103,7 +103,7 @@ def _header(path: str) -> tuple[float | None, str | None]:
         try:
             audio_io.load(path)
         except AudioError as exc:
-            return None, exc.one_line().split(": ", 1)[-1]
+            return None, exc.reason()
     return frames / rate, None
 
 
@@ -135,7 +135,7 @@ def _scan_word_folder(
         try:
             windows = own.cut_long_recording(path)
         except AudioError as exc:
-            result.rejected.append(Rejected(path, exc.one_line().split(": ", 1)[-1], label))
+            result.rejected.append(Rejected(path, exc.reason(), label))
             continue
         if not windows:
             result.rejected.append(Rejected(path, f"no utterance found in a {duration:.1f} s recording", label))
