@@ -174,24 +174,22 @@ def download(
     return dest
 
 
-def _hash_file(path: Path) -> "hashlib._Hash":
+def _hash_file(path: Path, advance=lambda n: None) -> "hashlib._Hash":
+    """SHA-256 of a file read in chunks; ``advance(bytes)`` after each one, for a progress bar."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
+            advance(len(chunk))
     return h
 
 
 def sha256_of(path: str | os.PathLike) -> str:
     """SHA-256 of a file, with a progress bar (the Speech Commands archive takes seconds)."""
     path = Path(path)
-    h = hashlib.sha256()
-    with _progress_bar() as bar, open(path, "rb") as f:
+    with _progress_bar() as bar:
         task = bar.add_task(f"checking {path.name}", total=path.stat().st_size)
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            bar.advance(task, len(chunk))
-    return h.hexdigest()
+        return _hash_file(path, lambda n: bar.advance(task, n)).hexdigest()
 
 
 _RANGE = re.compile(r"bytes\s+(\d+|\*)-?(\d*)/(\d+|\*)")
