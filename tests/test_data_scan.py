@@ -226,12 +226,13 @@ def test_fast_wav_header_agrees_with_soundfile(tmp_path, subtype, channels):
     x = np.random.default_rng(0).normal(0, 0.1, (12345, channels)).astype(np.float32)
     path = write_audio(tmp_path / "a.wav", x, sr=44100, subtype=subtype)
     info = sf.info(str(path))
-    fast = wavfile.header_duration(path)
-    assert fast is None or fast == (info.samplerate, info.channels, info.frames)
+    floating = info.subtype in ("FLOAT", "DOUBLE")
+    fast = wavfile.header_info(path)
+    assert fast is None or fast == (info.samplerate, info.channels, info.frames, floating)
     assert (fast is None) == (subtype == "ULAW")  # compressed formats take the soundfile path
     truncated = tmp_path / "t.wav"
     truncated.write_bytes(path.read_bytes()[:3000])
-    assert wavfile.header_duration(truncated) in (None, (44100, channels, sf.info(str(truncated)).frames))
+    assert wavfile.header_info(truncated) in (None, (44100, channels, sf.info(str(truncated)).frames, floating))
 
 
 def test_fast_pcm16_reader_equals_general_loader(tmp_path):

@@ -66,12 +66,6 @@ def header_info(path: str | os.PathLike) -> tuple[int, int, int, bool] | None:
     return None
 
 
-def header_duration(path: str | os.PathLike) -> tuple[int, int, int] | None:
-    """(sample rate, channels, frames) of a plain PCM/float WAV from its header, else None."""
-    info = header_info(path)
-    return None if info is None else info[:3]
-
-
 def pcm16_mono_samples(path: str, sample_rate: int, offset_s: float, duration_s: float | None) -> np.ndarray | None:
     """The int16 samples of a ``sample_rate`` mono 16-bit PCM WAV (a view of the file's bytes), else None.
 
