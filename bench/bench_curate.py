@@ -192,7 +192,7 @@ def main() -> int:
               f"{sum(r.snr_db is not None for r in rows)} of {sum(r.label != '_silence_' for r in rows)} speech examples")
         print(f"kws-kit: curate --materialize with {args.workers} workers, end to end (scan, plan, render, write, report)")
         print(f"plain:   librosa.load + mix + soundfile.write, one process, {len(sample)} of the same examples")
-        print(f"in memory: kws-kit curate (manifest) + render_many, what `kws-kit train` does; no WAV files")
+        print("in memory: kws-kit curate (manifest) + render_many, what `kws-kit train` does; no WAV files")
         ratios, cpu_ratios, memory_ratios = [], [], []
         for r, (ours_s, ours_cpu, plain_s, plain_cpu, create_ms, in_memory_s) in enumerate(results):
             ours, plain, in_memory_rate = len(rows) / ours_s, len(sample) / plain_s, len(rows) / in_memory_s
