@@ -300,6 +300,17 @@ static void complex_fft(float *z, int32_t m, const float *qc) {
     }
 }
 
+/* |X[k]|^2 of the real-input split, with Z[a] = Z[k mod m], Z[b] = Z[(m - k) mod m] and
+ * the twiddle W^k = wr + i wi (a macro-sized function: -Os inlines it, one call site per range). */
+static inline float split_power(const float *z, int32_t a, int32_t b, float wr, float wi) {
+    const float zr = z[2 * a], zi = z[2 * a + 1], cr = z[2 * b], ci = -z[2 * b + 1];
+    const float er = 0.5f * (zr + cr), ei = 0.5f * (zi + ci);
+    const float dr = 0.5f * (zr - cr), di = 0.5f * (zi - ci);
+    const float orr = di, oi = -dr; /* O = D / i */
+    const float xr = er + (orr * wr - oi * wi), xi = ei + (orr * wi + oi * wr);
+    return xr * xr + xi * xi;
+}
+
 /* The scratch (frame_scratch_floats floats at z): the FFT buffer (n_fft), the
  * power (bins_used + 1), the log-mel energies (n_mels), the coefficients (n_coeffs). */
 static float *scratch_log_mel(const kws_frontend *fe, float *z) {
@@ -318,21 +329,17 @@ static void frame_with(kws_frontend *fe, const int16_t *pcm, float *out, float *
     for (; n < wl; ++n) z[n] = (float)pcm[n] * w[wl - n];
     for (; n < nf; ++n) z[n] = 0.0f;
     complex_fft(z, m, qc);
-    /* split: X[k] = E[k] + W^k O[k] with E, O from Z[k] and conj(Z[m-k]) */
-    for (int32_t k = 0; k < fe->bins_used; ++k) {
-        const int32_t a = k % m, b = (m - k) % m;
-        const float zr = z[2 * a], zi = z[2 * a + 1], cr = z[2 * b], ci = -z[2 * b + 1];
-        const float er = 0.5f * (zr + cr), ei = 0.5f * (zi + ci);
-        const float dr = 0.5f * (zr - cr), di = 0.5f * (zi - ci);
-        /* O = D / i = (di, -dr) */
-        const float orr = di, oi = -dr;
-        float wr, wi;
-        if (k <= quarter) { wr = qc[k]; wi = k ? -qc[quarter - k] : -0.0f; }
-        else if (k < m) { wr = -qc[2 * quarter - k]; wi = -qc[k - quarter]; }
-        else { wr = -1.0f; wi = 0.0f; }
-        const float xr = er + (orr * wr - oi * wi), xi = ei + (orr * wi + oi * wr);
-        power[k] = xr * xr + xi * xi;
-    }
+    /* split: X[k] = E[k] + W^k O[k] with E, O from Z[k] and conj(Z[m-k]) (indices mod m);
+     * the bins run in three ranges so that neither the index wrap nor the twiddle
+     * quadrant is decided per bin: k = 0, 1..quarter, quarter+1..m-1, then m */
+    const int32_t bins = fe->bins_used;
+    if (bins > 0) power[0] = split_power(z, 0, 0, 1.0f, -0.0f);
+    int32_t k = 1;
+    for (const int32_t end = bins <= quarter ? bins : quarter + 1; k < end; ++k)
+        power[k] = split_power(z, k, m - k, qc[k], -qc[quarter - k]);
+    for (const int32_t end = bins <= m ? bins : m; k < end; ++k)
+        power[k] = split_power(z, k, m - k, -qc[2 * quarter - k], -qc[k - quarter]);
+    if (k < bins) power[k] = split_power(z, 0, 0, -1.0f, 0.0f); /* k = m, the Nyquist bin */
     const float *mw = fe->weights;
     for (int32_t b = 0; b < c->n_mels; ++b) {
         float acc = 0.0f;
